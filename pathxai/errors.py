@@ -1,0 +1,67 @@
+"""The pathxai error tree.
+
+Every domain failure raises a subclass of :class:`PathXAIError` whose message says what was
+wrong, which file, and what to do. ``ValueError`` is kept for bad function arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PathXAIError(Exception):
+    """Base class of every pathxai domain error."""
+
+    def __init__(self, message: str, path: str | Path | None = None, hint: str | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        parts = [message]
+        if self.path is not None and self.path not in message:
+            parts.insert(0, f"{self.path}:")
+        if hint:
+            parts.append(f"({hint})")
+        super().__init__(" ".join(parts))
+
+
+class SlideError(PathXAIError):
+    """A slide cannot be opened or read (not a slide, truncated, unsupported, bad metadata)."""
+
+
+class ResolutionError(SlideError):
+    """The slide's resolution (mpp) is missing or implausible and no override was given."""
+
+
+class TissueError(SlideError):
+    """No tissue could be found where tissue is required."""
+
+
+class ModelError(PathXAIError):
+    """A model file or model card is missing, corrupt, tampered with or inconsistent."""
+
+
+class StoreError(PathXAIError):
+    """A heatmap/coordinate store is unreadable, incompatible or from other settings."""
+
+
+class ManifestError(PathXAIError):
+    """A data manifest has a bad schema, missing files, duplicates or checksum mismatches."""
+
+
+class DataFetchError(PathXAIError):
+    """A public dataset file could not be obtained from any of its sources."""
+
+
+class ExplainError(PathXAIError):
+    """An attribution method cannot be applied to this model or input."""
+
+
+class PruneError(PathXAIError):
+    """A pruning plan is invalid or does not fit the model."""
+
+
+class AuditError(PathXAIError):
+    """An audit cannot run on the given cohort or inputs."""
+
+
+class OutputLockedError(PathXAIError):
+    """Another pathxai run holds the lock on this output directory."""
