@@ -1,0 +1,47 @@
+"""Explanation-guided structured pruning.
+
+Criteria (:data:`CRITERIA`: ``lrp``, ``ig``, ``gradient``, ``taylor``, ``weight``, ``random``) are
+Torch-Pruning importances; :func:`prune_model` removes whole channels with Torch-Pruning's dependency
+graph; :class:`PruningPlan` records, serialises and re-applies the decision; :func:`explanation_drift`
+compares heatmaps of the original and the pruned model.
+"""
+
+from pathxai.prune.criteria import (
+    CRITERIA,
+    DATA_CRITERIA,
+    DataImportance,
+    GroupScorer,
+    RandomImportance,
+    ReferenceBatches,
+    WeightNormImportance,
+    make_importance,
+)
+from pathxai.prune.drift import DriftReport, explanation_drift, heatmap_similarity, topk_iou
+from pathxai.prune.engine import check_ratio, output_layers, prune_model
+from pathxai.prune.measure import count_macs_params, count_params, cpu_latency_ms, size_metrics
+from pathxai.prune.plan import PruningPlan, compose_plans, layer_channels
+
+__all__ = [
+    "CRITERIA",
+    "DATA_CRITERIA",
+    "DataImportance",
+    "DriftReport",
+    "GroupScorer",
+    "PruningPlan",
+    "RandomImportance",
+    "ReferenceBatches",
+    "WeightNormImportance",
+    "check_ratio",
+    "compose_plans",
+    "count_macs_params",
+    "count_params",
+    "cpu_latency_ms",
+    "explanation_drift",
+    "heatmap_similarity",
+    "layer_channels",
+    "make_importance",
+    "output_layers",
+    "prune_model",
+    "size_metrics",
+    "topk_iou",
+]
