@@ -14,7 +14,7 @@ network changed (the pruning engine does this before each iterative step).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -164,8 +164,19 @@ class DataImportance(GroupScorer):
         ``"lrp"``, ``"ig"``, ``"gradient"`` or ``"taylor"`` (see :mod:`pathxai.explain.filters`).
     normalizer
         See :class:`GroupScorer`.
+    scores
+        Precomputed channel scores by layer name (e.g. from :attr:`scores` of the same criterion on
+        an identical model); the first pruning step then skips the attribution pass.
     **method_options
         Passed to :func:`~pathxai.explain.filters.filter_scores` (e.g. ``composite``, ``ig_steps``).
+
+    Attributes
+    ----------
+    scores
+        Layer name -> mean absolute attribution per output channel, for the current network.
+    fresh
+        Whether :attr:`scores` describe the current network; the pruning engine clears it after
+        each step so the next step recomputes.
     """
 
     def __init__(
@@ -174,6 +185,7 @@ class DataImportance(GroupScorer):
         reference: ReferenceBatches,
         method: str,
         normalizer: str | None = None,
+        scores: Mapping[str, torch.Tensor] | None = None,
         **method_options: Any,
     ) -> None:
         super().__init__(normalizer)
@@ -184,7 +196,8 @@ class DataImportance(GroupScorer):
         self.reference = list(reference)
         self.method = method
         self.method_options = method_options
-        self.scores: dict[nn.Module, torch.Tensor] = {}
+        self.scores: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in (scores or {}).items()}
+        self.fresh = bool(scores)
 
     @property
     def n_reference(self) -> int:
@@ -214,18 +227,26 @@ class DataImportance(GroupScorer):
         finally:
             self.model.train(was_training)
         n = self.n_reference
-        self.scores = {names[name]: total / n for name, total in sums.items()}
+        self.scores = {name: total / n for name, total in sums.items()}
+        self.fresh = True
 
     def layer_scores(self, module: nn.Module, idxs: Sequence[int]) -> torch.Tensor | None:
         """Mean absolute attribution of the selected channels (recomputed if the layer changed)."""
         out = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-        scores = self.scores.get(module)
+        name = self._name_of(module)
+        scores = self.scores.get(name) if name is not None else None
         if scores is None or scores.numel() != out:
             self.refresh()
-            scores = self.scores.get(module)
-            if scores is None:
+            scores = self.scores.get(name) if name is not None else None
+            if scores is None or scores.numel() != out:
                 return None
         return scores[list(idxs)]
+
+    def _name_of(self, module: nn.Module) -> str | None:
+        for name, m in self.model.named_modules():
+            if m is module:
+                return name
+        return None
 
 
 def _data(method: str) -> Callable[..., DataImportance]:

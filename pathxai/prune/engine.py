@@ -136,11 +136,13 @@ def prune_model(
     tracker = ChannelTracker(model, base_indices=base_plan)
     steps = range(iterative_steps)
     for step in tqdm(steps, desc="pruning", unit="step", disable=not progress, leave=False):
-        if isinstance(importance, DataImportance):
+        if isinstance(importance, DataImportance) and not importance.fresh:
             importance.refresh()
         model.eval()
         for group in pruner.step(interactive=True):
             tracker.prune(group)
+        if isinstance(importance, DataImportance):
+            importance.fresh = False
         model.train(was_training)
         if finetune is not None:
             finetune(model, step)

@@ -22,7 +22,7 @@ from torch import nn
 from pathxai.atomic import write_text_atomic
 from pathxai.errors import PruneError
 from pathxai.model.surgery import apply_channel_plan, prunable_layers, validate_channel_plan
-from pathxai.prune.criteria import CRITERIA, DataImportance, ReferenceBatches, make_importance
+from pathxai.prune.criteria import CRITERIA, DATA_CRITERIA, DataImportance, ReferenceBatches, make_importance
 from pathxai.prune.engine import FinetuneFn, check_ratio, prune_model
 from pathxai.prune.measure import size_metrics
 
@@ -254,6 +254,7 @@ class PruningPlan:
         seed: int = 0,
         criterion_options: Mapping[str, Any] | None = None,
         normalizer: str | None = None,
+        precomputed_scores: Mapping[str, Any] | None = None,
     ) -> tuple[PruningPlan, nn.Module]:
         """Rank channels with ``criterion`` and prune a copy of ``model``.
 
@@ -277,6 +278,10 @@ class PruningPlan:
             Extra options for the criterion (``p``, ``ig_steps``, ``composite``).
         normalizer
             Per-group score normalisation for global pruning.
+        precomputed_scores
+            For data-driven criteria: channel scores by layer name already computed on ``model``
+            (:attr:`DataImportance.scores`), reused for the first step (e.g. one attribution pass
+            shared by several ratios).
 
         Returns
         -------
@@ -292,6 +297,8 @@ class PruningPlan:
         options = dict(criterion_options or {})
         if criterion == "random":
             options.setdefault("seed", seed)
+        if precomputed_scores is not None and criterion in DATA_CRITERIA:
+            options["scores"] = precomputed_scores
         importance = make_importance(criterion, work, reference_batches, normalizer=normalizer, **options)
         before = size_metrics(model, size)
         base_channels = layer_channels(model)

@@ -47,7 +47,7 @@ def test_residual_groups_get_one_score_per_shared_channel(name: str) -> None:
     assert model.layer1[0].conv2 in coupled
     assert imp(stem).shape == (4,)
     if isinstance(imp, DataImportance):  # coupled layers' scores are summed
-        expected = sum(imp.scores[m] for m in (model.conv1, model.layer1[0].conv2, model.layer1[1].conv2))
+        expected = sum(imp.scores[m] for m in ("conv1", "layer1.0.conv2", "layer1.1.conv2"))
         torch.testing.assert_close(imp(stem).double(), expected, rtol=1e-5, atol=1e-8)
 
 
@@ -145,3 +145,18 @@ def test_filter_scores_refuse_training_mode(small_net, reference) -> None:
 
     with pytest.raises(ExplainError, match="eval"):
         filter_scores(small_net.train(), *reference[0])
+
+
+def test_precomputed_scores_are_reused_and_refreshed_after_a_step(small_net, reference) -> None:
+    first = make_importance("lrp", small_net, reference)
+    first.refresh()
+    net = copy.deepcopy(small_net)
+    reused = make_importance("lrp", net, reference, scores=first.scores)
+    assert reused.fresh
+    group = next(g for g in _groups(net, 32) if g[0].dep.target.module is net[0])
+    torch.testing.assert_close(
+        reused(group),
+        first(next(g for g in _groups(small_net, 32) if g[0].dep.target.module is small_net[0])),
+    )
+    prune_model(net, reused, 0.5, input_size=32, iterative_steps=2)
+    assert not reused.fresh and reused.scores["0"].numel() == 6  # recomputed for step 2
