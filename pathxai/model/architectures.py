@@ -1,0 +1,265 @@
+"""LRP-friendly patch classifiers, by name.
+
+Every architecture here is built only from modules that zennit's composites and canonizers
+understand: ``Conv2d``, ``BatchNorm2d``, ``ReLU`` (one non-in-place instance per use),
+``MaxPool2d``, ``AdaptiveAvgPool2d``, ``Flatten``, ``Linear`` and, for residual additions,
+:class:`zennit.layer.Sum` (so the skip connection is a module LRP rules can see, not a
+``+`` hidden in ``forward``). Each network is fully convolutional up to a global average pool,
+so it accepts any input at least as large as the one it was trained on, and returns logits
+(no softmax). Class index 1 is *tumour*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from zennit.layer import Sum
+
+from pathxai.errors import ModelError
+
+__all__ = ["ARCHITECTURES", "BasicBlock", "CompactCNN", "ResNet18", "build_model", "load_pretrained_weights"]
+
+
+class CompactCNN(nn.Module):
+    """A compact VGG-style CNN sized for CPU inference.
+
+    Five stages of ``Conv3x3 -> BatchNorm -> ReLU -> MaxPool(2)`` (optionally two convolutions per
+    stage), a global average pool and one linear layer. With the default widths it has about
+    0.66 million parameters and costs about 0.13 GMAC per 112 px patch.
+
+    Parameters
+    ----------
+    num_classes
+        Number of output logits.
+    widths
+        Output channels of each stage.
+    convs_per_stage
+        Convolutions per stage (1 or 2).
+    in_channels
+        Input channels (3 for RGB).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        widths: Sequence[int] = (24, 48, 96, 192, 256),
+        convs_per_stage: int = 1,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not widths or any(int(w) < 1 for w in widths):
+            raise ValueError(f"widths must be positive integers, got {widths!r}")
+        if convs_per_stage not in (1, 2):
+            raise ValueError(f"convs_per_stage must be 1 or 2, got {convs_per_stage}")
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for width in widths:
+            for _ in range(convs_per_stage):
+                layers += [
+                    nn.Conv2d(channels, int(width), kernel_size=3, padding=1, bias=False),
+                    nn.BatchNorm2d(int(width)),
+                    nn.ReLU(),
+                ]
+                channels = int(width)
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Linear(channels, num_classes)
+        self.min_input_size = 2 ** len(widths)
+        #: The resolved constructor options (recorded in model cards).
+        self.config = {"widths": [int(w) for w in widths], "convs_per_stage": convs_per_stage}
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits of shape ``(N, num_classes)`` for images ``(N, 3, H, W)``."""
+        return self.classifier(self.flatten(self.pool(self.features(x))))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block with separate ReLU modules and a visible residual :class:`~zennit.layer.Sum`.
+
+    Parameter names match torchvision's ``BasicBlock`` so ImageNet checkpoints load unchanged.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+        self.add = Sum(dim=-1)
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block forward pass."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(self.add(torch.stack([out, identity], dim=-1)))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al. 2016) with torchvision's parameter names, made LRP-friendly.
+
+    Parameters
+    ----------
+    num_classes
+        Number of output logits.
+    width
+        Channels of the first stage (64 in the original); stages double it.
+    """
+
+    def __init__(self, num_classes: int = 2, width: int = 64) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        w1, w2, w3, w4 = width, width * 2, width * 4, width * 8
+        self.layer1 = nn.Sequential(BasicBlock(w1, w1, 1), BasicBlock(w1, w1, 1))
+        self.layer2 = nn.Sequential(BasicBlock(w1, w2, 2), BasicBlock(w2, w2, 1))
+        self.layer3 = nn.Sequential(BasicBlock(w2, w3, 2), BasicBlock(w3, w3, 1))
+        self.layer4 = nn.Sequential(BasicBlock(w3, w4, 2), BasicBlock(w4, w4, 1))
+        in_planes = w4
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.fc = nn.Linear(in_planes, num_classes)
+        self.min_input_size = 32
+        #: The resolved constructor options (recorded in model cards).
+        self.config = {"width": width}
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits of shape ``(N, num_classes)``."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.flatten(self.avgpool(x)))
+
+
+def _init_weights(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def compact_cnn(num_classes: int = 2, **kwargs: object) -> nn.Module:
+    """Build :class:`CompactCNN`."""
+    return CompactCNN(num_classes=num_classes, **kwargs)  # type: ignore[arg-type]
+
+
+def resnet18(num_classes: int = 2, **kwargs: object) -> nn.Module:
+    """Build :class:`ResNet18`."""
+    return ResNet18(num_classes=num_classes, **kwargs)  # type: ignore[arg-type]
+
+
+#: Architecture constructors by name; each takes ``num_classes`` plus keyword options.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "compact_cnn": compact_cnn,
+    "resnet18": resnet18,
+}
+
+
+def load_pretrained_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Load (e.g. ImageNet) weights from a user's file into ``model``, skipping mismatched heads.
+
+    Parameters
+    ----------
+    model
+        The freshly built model.
+    path
+        A ``.safetensors`` file, or a ``.pt``/``.pth`` file read with ``torch.load(weights_only=True)``
+        (never unpickled).
+
+    Returns
+    -------
+    list[str]
+        Names of the model's tensors that kept their initial values (e.g. a classifier whose
+        number of classes differs from the checkpoint's).
+
+    Raises
+    ------
+    ModelError
+        If the file is missing or unreadable, or if no tensor matches the model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("pretrained weights file not found", path=path, hint="pass an existing file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: dict[str, torch.Tensor] = load_file(str(path))
+        else:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+            inner = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+            if not isinstance(inner, dict):
+                raise ModelError("pretrained file holds no state dict", path=path)
+            state = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"cannot read pretrained weights ({type(exc).__name__}: {exc})",
+            path=path,
+            hint="use a .safetensors file or a plain state-dict .pth; pickled objects are refused",
+        ) from exc
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise ModelError(
+            "no tensor of the pretrained file matches the architecture",
+            path=path,
+            hint="check that the weights were made for this architecture",
+        )
+    own.update(usable)
+    model.load_state_dict(own)
+    return sorted(k for k in own if k not in usable)
+
+
+def build_model(
+    arch: str, num_classes: int = 2, pretrained: str | Path | None = None, **kwargs: object
+) -> nn.Module:
+    """Build an architecture by name.
+
+    Parameters
+    ----------
+    arch
+        A key of :data:`ARCHITECTURES`.
+    num_classes
+        Number of output logits.
+    pretrained
+        Optional local weights file (``.safetensors`` or state-dict ``.pth`` loaded with
+        ``weights_only=True``); tensors whose shapes differ (the classifier) keep their init.
+    **kwargs
+        Architecture options (e.g. ``widths`` for ``compact_cnn``).
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, in training mode.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[arch](num_classes=num_classes, **kwargs)
+    if pretrained is not None:
+        load_pretrained_weights(model, pretrained)
+    return model

@@ -1,0 +1,198 @@
+"""Stain/colour augmentation and stain normalisation for H&E patches (uint8 RGB, HWC).
+
+* HED jitter (Tellez et al. 2018): colour deconvolution with :func:`skimage.color.rgb2hed`,
+  per-stain scale and shift, back with :func:`skimage.color.hed2rgb`.
+* Flips and 90° rotations (the dihedral group: histology has no canonical orientation).
+* Stain normalisation: Reinhard (Lab mean/std matching) and Macenko (stain vectors from the
+  optical-density plane, concentrations rescaled to a reference's).
+
+All randomness comes from a caller's :class:`numpy.random.Generator`, so results are seeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.color import hed2rgb, lab2rgb, rgb2hed, rgb2lab
+
+__all__ = [
+    "Augmenter",
+    "MacenkoNormalizer",
+    "ReinhardNormalizer",
+    "dihedral",
+    "hed_jitter",
+]
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def _check_rgb(img: np.ndarray) -> None:
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {img.dtype} {img.shape}")
+
+
+def hed_jitter(
+    img: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.05
+) -> np.ndarray:
+    """Randomly scale and shift each stain (haematoxylin, eosin, DAB) in HED space.
+
+    Parameters
+    ----------
+    img
+        uint8 RGB patch.
+    rng
+        Random generator.
+    sigma
+        Scale factors are drawn from ``U(1 - sigma, 1 + sigma)``.
+    bias
+        Shifts are drawn from ``U(-bias, bias)`` times the channel's maximum.
+
+    Returns
+    -------
+    numpy.ndarray
+        The jittered uint8 RGB patch.
+    """
+    _check_rgb(img)
+    hed = rgb2hed(img)
+    alpha = rng.uniform(1 - sigma, 1 + sigma, size=3)
+    beta = rng.uniform(-bias, bias, size=3)
+    scale = np.maximum(hed.reshape(-1, 3).max(axis=0), 1e-6)
+    hed = hed * alpha + beta * scale
+    return _to_uint8(hed2rgb(hed))
+
+
+def dihedral(img: np.ndarray, k: int) -> np.ndarray:
+    """Apply one of the 8 dihedral transforms (``k`` in 0..7: ``k % 4`` rotations, flip if ``k >= 4``)."""
+    out = np.rot90(img, k % 4, axes=(0, 1))
+    if k >= 4:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+@dataclass(frozen=True)
+class Augmenter:
+    """Seeded training augmentation: HED jitter then a random dihedral transform.
+
+    Attributes
+    ----------
+    hed_sigma, hed_bias
+        HED jitter strength (0 disables).
+    flips_rotations
+        Apply a random flip/90° rotation.
+    """
+
+    hed_sigma: float = 0.05
+    hed_bias: float = 0.05
+    flips_rotations: bool = True
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Augment one uint8 RGB patch."""
+        out = img
+        if self.hed_sigma > 0 or self.hed_bias > 0:
+            out = hed_jitter(out, rng, self.hed_sigma, self.hed_bias)
+        if self.flips_rotations:
+            out = dihedral(out, int(rng.integers(0, 8)))
+        return out
+
+    def to_dict(self) -> dict[str, float | bool]:
+        """Describe the settings (for the model card)."""
+        return {
+            "hed_sigma": self.hed_sigma,
+            "hed_bias": self.hed_bias,
+            "flips_rotations": self.flips_rotations,
+        }
+
+
+class ReinhardNormalizer:
+    """Reinhard et al. (2001) colour transfer in CIE Lab: match per-channel mean and std to a reference."""
+
+    def __init__(self) -> None:
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+
+    def fit(self, reference: np.ndarray) -> ReinhardNormalizer:
+        """Learn the reference image's Lab statistics."""
+        _check_rgb(reference)
+        lab = rgb2lab(reference).reshape(-1, 3)
+        self.mean, self.std = lab.mean(axis=0), np.maximum(lab.std(axis=0), 1e-6)
+        return self
+
+    def transform(self, img: np.ndarray) -> np.ndarray:
+        """Map ``img``'s Lab statistics onto the reference's."""
+        if self.mean is None or self.std is None:
+            raise ValueError("call fit(reference) before transform")
+        _check_rgb(img)
+        lab = rgb2lab(img)
+        flat = lab.reshape(-1, 3)
+        m, s = flat.mean(axis=0), np.maximum(flat.std(axis=0), 1e-6)
+        out = (lab - m) / s * self.std + self.mean
+        return _to_uint8(lab2rgb(out))
+
+
+class MacenkoNormalizer:
+    """Macenko et al. (2009) stain normalisation.
+
+    Stain vectors are the extreme angles of the optical densities projected on the plane of
+    their two main eigenvectors; concentrations are rescaled so their 99th percentile matches
+    the reference's.
+
+    Parameters
+    ----------
+    io
+        Transmitted light intensity (background white level).
+    beta
+        Optical-density threshold below which pixels are treated as background.
+    alpha
+        Percentile for the robust extreme angles.
+    """
+
+    def __init__(self, io: float = 240.0, beta: float = 0.15, alpha: float = 1.0) -> None:
+        self.io, self.beta, self.alpha = io, beta, alpha
+        self.stains: np.ndarray | None = None
+        self.max_conc: np.ndarray | None = None
+
+    def _od(self, img: np.ndarray) -> np.ndarray:
+        return -np.log((img.reshape(-1, 3).astype(np.float64) + 1.0) / self.io)
+
+    def _stains(self, od: np.ndarray) -> np.ndarray:
+        tissue = od[np.all(od > self.beta, axis=1)]
+        if len(tissue) < 10:
+            raise ValueError("too few stained pixels to estimate stain vectors")
+        _, vecs = np.linalg.eigh(np.cov(tissue.T))
+        plane = vecs[:, 1:3]
+        proj = tissue @ plane
+        phi = np.arctan2(proj[:, 1], proj[:, 0])
+        lo, hi = np.percentile(phi, self.alpha), np.percentile(phi, 100 - self.alpha)
+        v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
+        v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
+        he = np.array([v1, v2]) if v1[0] > v2[0] else np.array([v2, v1])
+        he = he * np.sign(he.sum(axis=1, keepdims=True))
+        return he / np.linalg.norm(he, axis=1, keepdims=True)
+
+    def _conc(self, od: np.ndarray, stains: np.ndarray) -> np.ndarray:
+        conc, *_ = np.linalg.lstsq(stains.T, od.T, rcond=None)
+        return conc
+
+    def fit(self, reference: np.ndarray) -> MacenkoNormalizer:
+        """Learn the reference's stain vectors and concentration scale."""
+        _check_rgb(reference)
+        od = self._od(reference)
+        self.stains = self._stains(od)
+        self.max_conc = np.percentile(self._conc(od, self.stains), 99, axis=1)
+        return self
+
+    def transform(self, img: np.ndarray) -> np.ndarray:
+        """Re-render ``img`` with the reference's stain vectors and concentration scale."""
+        if self.stains is None or self.max_conc is None:
+            raise ValueError("call fit(reference) before transform")
+        _check_rgb(img)
+        od = self._od(img)
+        stains = self._stains(od)
+        conc = self._conc(od, stains)
+        scale = self.max_conc / np.maximum(np.percentile(conc, 99, axis=1), 1e-6)
+        conc = conc * scale[:, None]
+        out = self.io * np.exp(-(self.stains.T @ conc))
+        return np.clip(out.T.reshape(img.shape), 0, 255).astype(np.uint8)

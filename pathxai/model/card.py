@@ -1,0 +1,199 @@
+"""The model card: everything needed to use a model's weights correctly, as JSON.
+
+A card travels beside ``model.safetensors`` as ``model_card.json``. It names the architecture
+and its options, the classes, the patch size and resolution (µm/px) the model was trained at,
+the input normalisation, the sha256 of the weights file (checked at load), the training
+provenance (manifest hash, split, held-out patients, command), metrics and a licence note.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pathxai.errors import ModelError
+
+__all__ = ["CARD_FILENAME", "WEIGHTS_FILENAME", "ModelCard"]
+
+CARD_FILENAME = "model_card.json"
+WEIGHTS_FILENAME = "model.safetensors"
+
+_REQUIRED = ("arch", "classes", "tumour_index", "input_size", "mpp", "mean", "std")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Description of a saved model (JSON-serialisable).
+
+    Attributes
+    ----------
+    arch
+        Key of :data:`pathxai.model.ARCHITECTURES`.
+    classes
+        Class names by logit index, e.g. ``("non-tumour", "tumour")``.
+    tumour_index
+        Index of the tumour class among ``classes``.
+    input_size
+        Patch side in pixels the model was trained at (it accepts larger inputs).
+    mpp
+        Microns per pixel the model expects its input at.
+    mean, std
+        Per-channel normalisation applied to ``RGB / 255``.
+    weights_sha256
+        sha256 of ``model.safetensors``; verified when loading.
+    arch_kwargs
+        Keyword options passed to the architecture constructor.
+    channel_plan
+        For pruned models: ``{module_name: [kept channel indices]}``; ``None`` otherwise.
+    training, metrics
+        Provenance of the training run and evaluation results.
+    licence
+        Licence note for the weights.
+    command
+        Exact command that reproduces the model.
+    pathxai_version
+        Version of pathxai that wrote the card.
+    extra
+        Free-form additional information.
+    """
+
+    arch: str
+    classes: tuple[str, ...]
+    tumour_index: int
+    input_size: int
+    mpp: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_sha256: str = ""
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    channel_plan: dict[str, list[int]] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    licence: str = ""
+    command: str = ""
+    pathxai_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = _check(self)
+        if problems:
+            raise ModelError("invalid model card: " + "; ".join(problems), hint="fix or regenerate the card")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (logits)."""
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        for key in ("classes", "mean", "std"):
+            out[key] = list(out[key])
+        return out
+
+    def to_json(self) -> str:
+        """Serialise to indented, key-sorted JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        """Build a card from a dict, rejecting unknown or missing keys.
+
+        Raises
+        ------
+        ModelError
+            If ``data`` is not a dict, has unknown keys, lacks required keys or holds bad values.
+        """
+        if not isinstance(data, dict):
+            raise ModelError(f"model card must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(
+                f"model card has unknown keys {unknown}",
+                hint="the card may come from another tool or a newer pathxai; put extra data under 'extra'",
+            )
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise ModelError(f"model card lacks required keys {missing}")
+        kwargs = dict(data)
+        try:
+            for key in ("classes", "mean", "std"):
+                if not isinstance(kwargs[key], list | tuple):
+                    raise ModelError(f"model card '{key}' must be a list, got {type(kwargs[key]).__name__}")
+                kwargs[key] = tuple(kwargs[key])
+        except TypeError as exc:  # pragma: no cover - defensive
+            raise ModelError(f"invalid model card: {exc}") from exc
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelCard:
+        """Parse a card from JSON text.
+
+        Raises
+        ------
+        ModelError
+            If the text is not valid JSON or not a valid card.
+        """
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"model card is not valid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _check(card: ModelCard) -> list[str]:
+    p: list[str] = []
+    if not isinstance(card.arch, str) or not card.arch:
+        p.append("'arch' must be a non-empty string")
+    if (
+        not isinstance(card.classes, tuple)
+        or len(card.classes) < 2
+        or not all(isinstance(c, str) for c in card.classes)
+    ):
+        p.append("'classes' must list at least two class names")
+    elif (
+        not isinstance(card.tumour_index, int)
+        or isinstance(card.tumour_index, bool)
+        or not (0 <= card.tumour_index < len(card.classes))
+    ):
+        p.append(f"'tumour_index' must index 'classes', got {card.tumour_index!r}")
+    if not isinstance(card.input_size, int) or isinstance(card.input_size, bool) or card.input_size < 8:
+        p.append(f"'input_size' must be an integer >= 8, got {card.input_size!r}")
+    if not _is_number(card.mpp) or float(card.mpp) <= 0 or float(card.mpp) > 100:
+        p.append(f"'mpp' must be a positive number of microns per pixel, got {card.mpp!r}")
+    for key in ("mean", "std"):
+        val = getattr(card, key)
+        if not isinstance(val, tuple) or len(val) != 3 or not all(_is_number(v) for v in val):
+            p.append(f"'{key}' must be three finite numbers, got {val!r}")
+        elif key == "std" and any(float(v) <= 0 for v in val):
+            p.append(f"'std' must be positive, got {val!r}")
+    if not isinstance(card.weights_sha256, str) or (
+        card.weights_sha256
+        and (len(card.weights_sha256) != 64 or any(c not in "0123456789abcdef" for c in card.weights_sha256))
+    ):
+        p.append("'weights_sha256' must be 64 lowercase hex digits (or empty before saving)")
+    for key in ("arch_kwargs", "training", "metrics", "extra"):
+        if not isinstance(getattr(card, key), dict):
+            p.append(f"'{key}' must be an object")
+    if card.channel_plan is not None:
+        plan = card.channel_plan
+        if not isinstance(plan, dict) or not all(
+            isinstance(k, str)
+            and isinstance(v, list)
+            and v
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)
+            for k, v in plan.items()
+        ):
+            p.append("'channel_plan' must map module names to non-empty lists of channel indices")
+    for key in ("licence", "command", "pathxai_version"):
+        if not isinstance(getattr(card, key), str):
+            p.append(f"'{key}' must be a string")
+    return p

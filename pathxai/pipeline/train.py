@@ -1,0 +1,426 @@
+"""Training and evaluating patch classifiers from manifests (what ``pathxai train``/``evaluate`` call).
+
+Three ways to choose the training data, all grouped by patient:
+
+* split mode (default): train on rows whose ``split`` is ``train_split``; if rows with
+  ``test_split`` exist, evaluate on them (the manifest's split must be patient-disjoint:
+  checked);
+* ``folds=K, fold=k``: patient-grouped, label-stratified K folds over all rows; train on the
+  others, test on fold ``k``;
+* ``cv=K``: all K folds in turn, written to ``out/fold_<k>/``, with mean ± sd in ``out/cv.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pathxai import __version__
+from pathxai.atomic import write_text_atomic
+from pathxai.errors import ManifestError, ModelError
+from pathxai.manifest import Manifest, ManifestRecord, read_manifest
+from pathxai.model.augment import Augmenter
+from pathxai.model.card import ModelCard
+from pathxai.model.datasets import channel_stats, load_images, patches_from_manifest
+from pathxai.model.evaluate import evaluate_dataset
+from pathxai.model.io import load_model_with_card, save_model
+from pathxai.model.splits import assert_disjoint, grouped_folds
+from pathxai.model.train import TrainConfig, train_model
+
+__all__ = [
+    "DEFAULT_LICENCE",
+    "PatchSettings",
+    "evaluate_from_manifest",
+    "summarize_folds",
+    "train_from_manifest",
+]
+
+DEFAULT_LICENCE = "GlaS-derived weights: research use only, non-commercial"
+CLASSES = ("non-tumour", "tumour")
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    """How images become patches.
+
+    Attributes
+    ----------
+    mpp
+        Resolution the model works at (µm/px).
+    size, stride
+        Patch side and step in pixels at ``mpp``.
+    native_mpp
+        Resolution of images whose manifest row has no ``mpp``.
+    min_tissue
+        Drop patches with less tissue than this fraction.
+    """
+
+    mpp: float = 1.24
+    size: int = 112
+    stride: int = 56
+    native_mpp: float | None = None
+    min_tissue: float = 0.3
+
+
+@dataclass
+class _Run:
+    manifest: Manifest
+    data_root: Path
+    patches: PatchSettings
+    config: TrainConfig
+    augment: Augmenter
+    licence: str
+    command: str
+    pretrained: str | None
+    resume: bool
+    progress: bool
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def images_for(self, records: Sequence[ManifestRecord]) -> list[np.ndarray]:
+        todo = [r for r in records if r.id not in self.images]
+        if todo:
+            loaded = load_images(
+                todo, self.data_root, self.patches.mpp, self.patches.native_mpp, self.progress
+            )
+            self.images.update({r.id: im for r, im in zip(todo, loaded, strict=True)})
+        return [self.images[r.id] for r in records]
+
+
+def _labelled(manifest: Manifest) -> list[ManifestRecord]:
+    recs = list(manifest.records)
+    bad = [r for r in recs if r.tumor is None]
+    if bad:
+        raise ManifestError(
+            f"{len(bad)} row(s) without a tumour label, first on line {bad[0].line}",
+            path=manifest.path,
+            hint="add a 'tumor' column (0/1) or labels such as benign/malignant",
+        )
+    return recs
+
+
+def _train_one(
+    run: _Run, train: list[ManifestRecord], test: list[ManifestRecord], out: Path, split_info: dict[str, Any]
+) -> dict[str, Any]:
+    train_pat = sorted({r.group for r in train})
+    test_pat = sorted({r.group for r in test})
+    assert_disjoint(train_pat, test_pat)
+    if len({r.tumor for r in train}) < 2:
+        raise ManifestError(
+            "the training rows hold only one class; cannot train a classifier", path=run.manifest.path
+        )
+    eval_path = out / "eval.json"
+    if run.resume and (out / "model_card.json").is_file() and (test == [] or eval_path.is_file()):
+        _, card = load_model_with_card(out)
+        if card.training.get("manifest_sha256") == run.manifest.sha256:
+            return json.loads(eval_path.read_text()) if test else {}
+    ps = run.patches
+    train_imgs = run.images_for(train)
+    mean, std = channel_stats(train_imgs)
+    train_ds = patches_from_manifest(
+        train,
+        run.data_root,
+        ps.mpp,
+        ps.size,
+        ps.stride,
+        min_tissue=ps.min_tissue,
+        mean=mean,
+        std=std,
+        augment=run.augment,
+        seed=run.config.seed,
+        images=train_imgs,
+    )
+    result = train_model(
+        train_ds,
+        run.config,
+        checkpoint_dir=out / "checkpoint",
+        resume=run.resume,
+        pretrained=run.pretrained,
+        progress=run.progress,
+    )
+    metrics: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    if test:
+        test_ds = patches_from_manifest(
+            test,
+            run.data_root,
+            ps.mpp,
+            ps.size,
+            ps.stride,
+            min_tissue=ps.min_tissue,
+            mean=mean,
+            std=std,
+            images=run.images_for(test),
+        )
+        evaluation = evaluate_dataset(result.model, test_ds, tumour_index=1, progress=run.progress)
+        metrics = {
+            "test": {
+                k: evaluation[k]
+                for k in (
+                    "n",
+                    "auc",
+                    "accuracy",
+                    "balanced_accuracy",
+                    "sensitivity",
+                    "specificity",
+                    "confusion_matrix",
+                )
+            },
+            "test_image_level": {
+                k: evaluation["image_level"][k]
+                for k in ("n", "auc", "accuracy", "balanced_accuracy", "confusion_matrix")
+            },
+            "test_per_patient": evaluation["per_patient"],
+        }
+    card = ModelCard(
+        arch=run.config.arch,
+        classes=CLASSES,
+        tumour_index=1,
+        input_size=ps.size,
+        mpp=ps.mpp,
+        mean=mean,
+        std=std,
+        arch_kwargs={**getattr(result.model, "config", {}), **run.config.arch_kwargs},
+        training={
+            "manifest": str(run.manifest.path),
+            "manifest_sha256": run.manifest.sha256,
+            "split": split_info,
+            "train_patients": train_pat,
+            "test_patients": test_pat,
+            "n_train_images": len(train),
+            "n_train_patches": len(train_ds),
+            "n_test_images": len(test),
+            "patches": {"size": ps.size, "stride": ps.stride, "mpp": ps.mpp, "min_tissue": ps.min_tissue},
+            "config": run.config.to_dict(),
+            "augment": run.augment.to_dict(),
+            "history": result.history,
+            "seconds": round(result.seconds, 1),
+            "pretrained": run.pretrained,
+        },
+        metrics=metrics,
+        licence=run.licence,
+        command=run.command,
+        pathxai_version=__version__,
+    )
+    save_model(result.model, card, out)
+    if test:
+        evaluation = {
+            "model": str(out),
+            "manifest": str(run.manifest.path),
+            "manifest_sha256": run.manifest.sha256,
+            "split": split_info,
+            **evaluation,
+        }
+        write_text_atomic(eval_path, json.dumps(evaluation, indent=2) + "\n")
+    return evaluation
+
+
+def summarize_folds(evals: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample sd over folds of patch- and image-level AUC, accuracy and balanced accuracy."""
+    out: dict[str, Any] = {}
+    for level, get in (("patch", lambda e: e), ("image", lambda e: e["image_level"])):
+        for key in ("auc", "accuracy", "balanced_accuracy"):
+            vals = [get(e)[key] for e in evals if get(e)[key] is not None]
+            out[f"{level}_{key}"] = {
+                "mean": statistics.fmean(vals) if vals else None,
+                "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+                "folds": [get(e)[key] for e in evals],
+            }
+    return out
+
+
+def train_from_manifest(
+    manifest: str | Path,
+    out: str | Path,
+    data_root: str | Path | None = None,
+    arch: str = "compact_cnn",
+    arch_kwargs: dict[str, Any] | None = None,
+    patches: PatchSettings | None = None,
+    epochs: int = 12,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    num_threads: int = 2,
+    hed_sigma: float = 0.05,
+    hed_bias: float = 0.05,
+    folds: int | None = None,
+    fold: int | None = None,
+    cv: int | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+    resume: bool = False,
+    pretrained: str | Path | None = None,
+    licence: str = DEFAULT_LICENCE,
+    command: str = "",
+    max_steps_per_epoch: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (and evaluate) a patch classifier from a manifest; see the module docstring for modes.
+
+    Returns
+    -------
+    dict
+        ``{"mode": ..., "out": ..., "evaluation": ...}`` for one model, or the CV summary
+        (also written to ``out/cv.json``) for ``cv``.
+    """
+    m = read_manifest(manifest)
+    root = Path(data_root) if data_root is not None else m.path.parent
+    if not root.is_dir():
+        raise ManifestError("data root is not a directory", path=root, hint="pass --data-root DIR")
+    recs = _labelled(m)
+    cfg = TrainConfig(
+        arch=arch,
+        arch_kwargs=dict(arch_kwargs or {}),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        num_threads=num_threads,
+        max_steps_per_epoch=max_steps_per_epoch,
+    )
+    run = _Run(
+        manifest=m,
+        data_root=root,
+        patches=patches or PatchSettings(),
+        config=cfg,
+        augment=Augmenter(hed_sigma=hed_sigma, hed_bias=hed_bias),
+        licence=licence,
+        command=command,
+        pretrained=None if pretrained is None else str(pretrained),
+        resume=resume,
+        progress=progress,
+    )
+    out = Path(out)
+    labels = [int(r.tumor or 0) for r in recs]
+    groups = [r.group for r in recs]
+    if cv is not None:
+        splits = grouped_folds(labels, groups, cv, seed)
+        evals = []
+        for k, (tr, te) in enumerate(
+            tqdm(splits, desc="cross-validation", unit="fold", disable=not progress)
+        ):
+            info = {"mode": "cv", "folds": cv, "fold": k, "seed": seed}
+            evals.append(
+                _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out / f"fold_{k}", info)
+            )
+        summary = {
+            "mode": "cv",
+            "folds": cv,
+            "manifest": str(m.path),
+            "manifest_sha256": m.sha256,
+            "command": command,
+            "summary": summarize_folds(evals),
+            "per_fold": [
+                {
+                    "fold": k,
+                    "test_patients": sorted({recs[i].group for i in te}),
+                    "patch": {key: e[key] for key in ("n", "auc", "accuracy", "balanced_accuracy")},
+                    "image": {
+                        key: e["image_level"][key] for key in ("n", "auc", "accuracy", "balanced_accuracy")
+                    },
+                }
+                for k, ((_, te), e) in enumerate(zip(splits, evals, strict=True))
+            ],
+        }
+        write_text_atomic(out / "cv.json", json.dumps(summary, indent=2) + "\n")
+        return summary
+    if folds is not None or fold is not None:
+        if folds is None or fold is None:
+            raise ValueError("--folds and --fold go together")
+        if not 0 <= fold < folds:
+            raise ValueError(f"--fold must be in 0..{folds - 1}, got {fold}")
+        tr, te = grouped_folds(labels, groups, folds, seed)[fold]
+        info = {"mode": "fold", "folds": folds, "fold": fold, "seed": seed}
+        ev = _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out, info)
+        return {"mode": "fold", "out": str(out), "evaluation": ev}
+    has_split = any(r.split for r in recs)
+    train = [r for r in recs if r.split == train_split] if has_split else recs
+    test = [r for r in recs if r.split == test_split] if has_split else []
+    if not train:
+        raise ManifestError(f"no rows with split {train_split!r}", path=m.path, hint="check --train-split")
+    try:
+        assert_disjoint([r.group for r in train], [r.group for r in test])
+    except AssertionError as exc:
+        raise ManifestError(f"the manifest's split is not patient-disjoint: {exc}", path=m.path) from exc
+    info = {"mode": "split", "train_split": train_split, "test_split": test_split if test else None}
+    ev = _train_one(run, train, test, out, info)
+    return {"mode": "split", "out": str(out), "evaluation": ev}
+
+
+def evaluate_from_manifest(
+    manifest: str | Path,
+    model: str | Path,
+    out: str | Path | None = None,
+    data_root: str | Path | None = None,
+    split: str | None = None,
+    stride: int | None = None,
+    min_tissue: float | None = None,
+    native_mpp: float | None = None,
+    threshold: float = 0.5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a manifest's images with a model and write the metrics JSON.
+
+    Images are resampled to the model card's mpp and cut into ``card.input_size`` patches at
+    ``stride`` (default: the training stride, else half the patch); an image smaller than one
+    patch is scored whole.
+
+    Returns
+    -------
+    dict
+        Patch-level ``auc``, ``accuracy``, ``balanced_accuracy``, ``n``, ``confusion_matrix`` plus
+        ``image_level``, ``per_patient``, ``images`` and the settings used.
+    """
+    m = read_manifest(manifest)
+    root = Path(data_root) if data_root is not None else m.path.parent
+    recs = _labelled(m)
+    if split is not None:
+        recs = [r for r in recs if r.split == split]
+        if not recs:
+            raise ManifestError(f"no rows with split {split!r}", path=m.path)
+    net, card = load_model_with_card(model)
+    tp = card.training.get("patches", {}) if isinstance(card.training.get("patches"), dict) else {}
+    stride = stride or int(tp.get("stride", max(1, card.input_size // 2)))
+    min_tissue = float(tp.get("min_tissue", 0.0)) if min_tissue is None else min_tissue
+    ds = patches_from_manifest(
+        recs,
+        root,
+        card.mpp,
+        card.input_size,
+        stride,
+        native_mpp=native_mpp,
+        min_tissue=min_tissue,
+        mean=card.mean,
+        std=card.std,
+        progress=progress,
+    )
+    if len(ds) == 0:
+        raise ModelError(
+            "no patches to score (all dropped as background?)", path=m.path, hint="try --min-tissue 0"
+        )
+    result = evaluate_dataset(net, ds, tumour_index=card.tumour_index, threshold=threshold, progress=progress)
+    train_pat = set(card.training.get("train_patients", []) or [])
+    overlap = sorted(train_pat & {r.group for r in recs})
+    report = {
+        "model": str(model),
+        "arch": card.arch,
+        "weights_sha256": card.weights_sha256,
+        "manifest": str(m.path),
+        "manifest_sha256": m.sha256,
+        "split": split,
+        "settings": {"mpp": card.mpp, "size": card.input_size, "stride": stride, "min_tissue": min_tissue},
+        "patients_seen_in_training": overlap,
+        "n_images_without_patches": len(recs) - len({p.image for p in ds.patches}),
+        **result,
+    }
+    if out is not None:
+        write_text_atomic(out, json.dumps(report, indent=2) + "\n")
+    return report
