@@ -1,0 +1,44 @@
+"""``pathxai info SLIDE``: what a slide is, at which resolution, and how much tissue it has."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pathxai.cli._common import add_slide_mpp
+from pathxai.pipeline.slides import slide_info
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``info`` command."""
+    p = sub.add_parser("info", help="describe a slide: vendor, size, levels, mpp and its source, tissue")
+    p.add_argument("slide", help="slide file (SVS, TIFF, NDPI, MRXS, ... or a PNG/JPEG image)")
+    add_slide_mpp(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-tissue", action="store_true", help="skip tissue detection")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the slide's description."""
+    info = slide_info(args.slide, slide_mpp=args.slide_mpp, tissue=not args.no_tissue)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"slide:      {info['path']}")
+    print(f"vendor:     {info['vendor']}")
+    print(f"size:       {info['width']} x {info['height']} px (level 0)")
+    print(f"levels:     {len(info['levels'])}")
+    for lv in info["levels"]:
+        print(f"  level {lv['level']}: {lv['width']} x {lv['height']}  downsample {lv['downsample']}")
+    mpp = "unknown" if info["mpp"] is None else f"{info['mpp']:.4g} µm/px"
+    print(f"mpp:        {mpp}  [{info['mpp_source']}: {info['mpp_note']}]")
+    if info["objective_power"]:
+        print(f"objective:  {info['objective_power']}x")
+    print(f"associated: {', '.join(info['associated_images']) or '-'}")
+    if "tissue_fraction" in info:
+        if info["tissue_fraction"] is None:
+            print(f"tissue:     unknown ({info['tissue_note']})")
+        else:
+            print(f"tissue:     {100 * info['tissue_fraction']:.1f}% of the slide area")
+    return 0

@@ -1,0 +1,73 @@
+"""``pathxai tiles SLIDE --mpp 1.0 --size 224 --out coords.h5``: tissue tiles to HDF5 + a grid picture."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pathxai.cli._common import add_slide_mpp, fraction, positive_float, positive_int, progress_bar
+from pathxai.pipeline.slides import tile_to_file
+from pathxai.slide import TissueSettings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``tiles`` command."""
+    p = sub.add_parser("tiles", help="detect tissue, tile it at a target mpp, write coordinates to HDF5")
+    p.add_argument("slide", help="slide file")
+    p.add_argument("--mpp", type=positive_float, required=True, help="target resolution of the tiles, µm/px")
+    p.add_argument(
+        "--size", type=positive_int, default=224, help="tile side in pixels at --mpp (default 224)"
+    )
+    p.add_argument("--stride", type=positive_int, default=None, help="step between tiles (default: --size)")
+    p.add_argument("--min-tissue", type=fraction, default=0.25, help="minimum tissue fraction per tile")
+    p.add_argument("--tissue-mpp", type=positive_float, default=8.0, help="resolution of the tissue mask")
+    add_slide_mpp(p)
+    p.add_argument("--out", required=True, type=Path, help="output coordinates file (.h5)")
+    p.add_argument("--thumbnail", type=Path, default=None, help="grid picture (default: OUT with .png)")
+    p.add_argument("--workers", type=int, default=2, help="tile-reading processes (0 = in process)")
+    p.add_argument("--no-read", action="store_true", help="do not stream the tiles to check them")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Tile the slide and print a summary."""
+    thumb = args.thumbnail or args.out.with_suffix(".png")
+    bar = None
+
+    def step(n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+
+    from pathxai.slide import open_slide
+    from pathxai.tiling import tile_slide
+
+    with open_slide(args.slide, mpp=args.slide_mpp) as slide:
+        _ = slide.mpp  # fail early and clearly on unknown resolution
+    settings = TissueSettings(mpp=args.tissue_mpp)
+    if not args.no_read:
+        with open_slide(args.slide, mpp=args.slide_mpp) as slide:
+            grid, _ = tile_slide(slide, args.mpp, args.size, args.stride, args.min_tissue, settings)
+        bar = progress_bar(len(grid), desc=Path(args.slide).name)
+    try:
+        result = tile_to_file(
+            args.slide,
+            args.out,
+            mpp=args.mpp,
+            size=args.size,
+            stride=args.stride,
+            min_tissue=args.min_tissue,
+            slide_mpp=args.slide_mpp,
+            tissue_settings=settings,
+            thumbnail=thumb,
+            read=not args.no_read,
+            workers=args.workers,
+            progress=step,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{len(result.grid)} tiles of {args.size} px at {args.mpp} µm/px -> {result.coords_path}")
+    print(f"tissue: {100 * result.tissue_fraction:.1f}% of the slide; grid picture: {result.thumbnail_path}")
+    for msg in result.failed:
+        print(f"unreadable: {msg}")
+    return 1 if result.failed else 0

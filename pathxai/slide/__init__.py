@@ -1,0 +1,60 @@
+"""Slides: the OpenSlide facade, an in-memory slide, resolution handling and tissue detection.
+
+This layer never imports torch. ``open_slide`` picks the reader from the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pathxai.slide.array_slide import ArraySlide
+from pathxai.slide.base import BaseSlide
+from pathxai.slide.openslide_slide import OpenSlideSlide
+from pathxai.slide.resolution import PLAUSIBLE_MPP, Resolution, resolve_mpp
+from pathxai.slide.tissue import TissueMask, TissueSettings, detect_tissue
+
+#: Plain image extensions read with PIL into an :class:`ArraySlide` (patches, GlaS images).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+
+Slide = BaseSlide
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "PLAUSIBLE_MPP",
+    "ArraySlide",
+    "BaseSlide",
+    "OpenSlideSlide",
+    "Resolution",
+    "Slide",
+    "TissueMask",
+    "TissueSettings",
+    "detect_tissue",
+    "open_slide",
+    "resolve_mpp",
+]
+
+
+def open_slide(path: str | Path, mpp: float | None = None) -> BaseSlide:
+    """Open a whole-slide image (via OpenSlide) or a plain image (via PIL).
+
+    Parameters
+    ----------
+    path
+        Slide or image file.
+    mpp
+        Level-0 µm/px override (required when the metadata lacks a plausible one).
+
+    Returns
+    -------
+    BaseSlide
+        A context manager; close it when done.
+
+    Raises
+    ------
+    SlideError
+        When the file cannot be opened, with the reason.
+    """
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ArraySlide.from_image(path, mpp)
+    return OpenSlideSlide(path, mpp=mpp)

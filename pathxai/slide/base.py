@@ -1,0 +1,228 @@
+"""The slide interface shared by the OpenSlide facade and the in-memory :class:`ArraySlide`."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+from PIL import Image
+
+from pathxai.errors import ResolutionError
+from pathxai.slide.resolution import Resolution
+
+
+class BaseSlide(abc.ABC):
+    """A multi-resolution slide: levels, resolution and region reads at a target mpp.
+
+    Subclasses implement :meth:`_read_level`; everything else (choosing the level, resizing,
+    reading at a target mpp, thumbnails) is shared.
+    """
+
+    #: Display name used in messages (the file path for files).
+    name: str = "slide"
+
+    def __init__(self, resolution: Resolution) -> None:
+        self._resolution = resolution
+
+    # ---- metadata -------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """``(width, height)`` of each level, level 0 first."""
+
+    @property
+    @abc.abstractmethod
+    def level_downsamples(self) -> tuple[float, ...]:
+        """Downsample factor of each level relative to level 0."""
+
+    @property
+    def properties(self) -> Mapping[str, str]:
+        """Vendor metadata (empty for in-memory slides)."""
+        return {}
+
+    @property
+    def vendor(self) -> str:
+        """The format family (e.g. ``aperio``, ``generic-tiff``, ``array``)."""
+        return "unknown"
+
+    @property
+    def associated_images(self) -> tuple[str, ...]:
+        """Names of associated images (label, macro, thumbnail)."""
+        return ()
+
+    @property
+    def level_count(self) -> int:
+        """Number of pyramid levels."""
+        return len(self.level_dimensions)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 ``(width, height)``."""
+        return self.level_dimensions[0]
+
+    @property
+    def resolution(self) -> Resolution:
+        """The level-0 resolution and where it came from."""
+        return self._resolution
+
+    @property
+    def mpp(self) -> float:
+        """Level-0 µm per pixel.
+
+        Raises
+        ------
+        ResolutionError
+            If the resolution is unknown or implausible and no override was given.
+        """
+        if self._resolution.mpp is None:
+            raise ResolutionError(
+                f"unknown resolution: {self._resolution.note}",
+                path=self.name,
+                hint="pass the level-0 resolution explicitly, e.g. --slide-mpp 0.5 for a 20x scan",
+            )
+        return self._resolution.mpp
+
+    # ---- reading --------------------------------------------------------------------
+    @abc.abstractmethod
+    def _read_level(self, level: int, l0_x: int, l0_y: int, l_w: int, l_h: int) -> np.ndarray:
+        """Read ``l_w`` x ``l_h`` pixels of ``level`` whose top-left is level-0 ``(l0_x, l0_y)``.
+
+        Returns an RGB uint8 ``(l_h, l_w, 3)`` array; areas outside the slide are white.
+        """
+
+    def best_level(self, downsample: float) -> int:
+        """The level with the largest downsample not above ``downsample`` (1 % tolerance)."""
+        best = 0
+        for i, d in enumerate(self.level_downsamples):
+            if d <= downsample * 1.01:  # real downsamples are a little off (2.0005)
+                best = i if d >= self.level_downsamples[best] else best
+        return best
+
+    def read_l0_region(
+        self, l0_x: int, l0_y: int, l0_w: int, l0_h: int, out_w: int, out_h: int
+    ) -> np.ndarray:
+        """Read a level-0 window and resize it to ``out_w`` x ``out_h`` pixels.
+
+        Parameters
+        ----------
+        l0_x, l0_y, l0_w, l0_h
+            The window in level-0 pixels.
+        out_w, out_h
+            Output size in pixels.
+
+        Returns
+        -------
+        np.ndarray
+            RGB uint8 ``(out_h, out_w, 3)``.
+        """
+        if l0_w <= 0 or l0_h <= 0 or out_w <= 0 or out_h <= 0:
+            raise ValueError(f"region sizes must be positive, got {l0_w}x{l0_h} -> {out_w}x{out_h}")
+        downsample = min(l0_w / out_w, l0_h / out_h)
+        level = self.best_level(downsample)
+        d = self.level_downsamples[level]
+        l_w = max(1, math.ceil(l0_w / d - 1e-6))
+        l_h = max(1, math.ceil(l0_h / d - 1e-6))
+        pixels = self._read_level(level, l0_x, l0_y, l_w, l_h)
+        if pixels.shape[1] == out_w and pixels.shape[0] == out_h:
+            return pixels
+        return resize(pixels, out_w, out_h)
+
+    def read_region(self, l0_xy: tuple[int, int], size: tuple[int, int], mpp: float) -> np.ndarray:
+        """Read ``size`` pixels at ``mpp`` µm/px whose top-left is level-0 ``l0_xy``.
+
+        Parameters
+        ----------
+        l0_xy
+            Top-left corner in level-0 pixels.
+        size
+            ``(width, height)`` of the output in pixels at ``mpp``.
+        mpp
+            Target resolution in µm per pixel.
+
+        Returns
+        -------
+        np.ndarray
+            RGB uint8 ``(height, width, 3)``.
+        """
+        if mpp <= 0:
+            raise ValueError(f"mpp must be positive, got {mpp}")
+        scale = mpp / self.mpp
+        w, h = size
+        return self.read_l0_region(
+            int(l0_xy[0]), int(l0_xy[1]), max(1, round(w * scale)), max(1, round(h * scale)), w, h
+        )
+
+    def thumbnail(self, mpp: float | None = None, max_side: int = 8192) -> tuple[np.ndarray, float]:
+        """Read the whole slide at ``mpp`` µm/px (or so that its longer side is ``max_side``).
+
+        The slide is read in blocks, so memory stays bounded by the thumbnail plus one block
+        even for single-level gigapixel files. The longer side never exceeds ``max_side``.
+
+        Parameters
+        ----------
+        mpp
+            Desired thumbnail resolution; ``None`` to size by ``max_side`` only.
+        max_side
+            Upper bound for the longer side in pixels.
+
+        Returns
+        -------
+        tuple[np.ndarray, float]
+            The RGB uint8 image and its downsample (level-0 pixels per thumbnail pixel).
+        """
+        w0, h0 = self.dimensions
+        downsample = max(w0, h0) / max_side
+        if mpp is not None:
+            downsample = max(downsample, mpp / self.mpp)
+        downsample = max(downsample, 1.0)
+        out_w, out_h = max(1, round(w0 / downsample)), max(1, round(h0 / downsample))
+        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+        block = 2048  # output pixels per block side
+        for oy in range(0, out_h, block):
+            for ox in range(0, out_w, block):
+                bw, bh = min(block, out_w - ox), min(block, out_h - oy)
+                x0, y0 = round(ox * w0 / out_w), round(oy * h0 / out_h)
+                x1, y1 = round((ox + bw) * w0 / out_w), round((oy + bh) * h0 / out_h)
+                out[oy : oy + bh, ox : ox + bw] = self.read_l0_region(x0, y0, x1 - x0, y1 - y0, bw, bh)
+        return out, w0 / out_w
+
+    # ---- lifetime -------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Release resources (no-op by default)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        w, h = self.dimensions
+        return f"{type(self).__name__}({Path(self.name).name!r}, {w}x{h}, levels={self.level_count})"
+
+
+def resize(pixels: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """Resize an RGB uint8 image with area averaging when shrinking, bilinear when enlarging."""
+    img = Image.fromarray(pixels)
+    shrinking = out_w < pixels.shape[1] or out_h < pixels.shape[0]
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    return np.asarray(img.resize((out_w, out_h), resample=method), dtype=np.uint8)
+
+
+def rgba_to_rgb(rgba: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """Composite a non-premultiplied RGBA uint8 image over a background colour."""
+    if rgba.shape[-1] == 3:
+        return rgba
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    if bool((alpha == 255).all()):
+        return np.ascontiguousarray(rgba[..., :3])
+    bg = np.asarray(background, dtype=np.uint16)
+    rgb = (rgba[..., :3].astype(np.uint16) * alpha + bg * (255 - alpha) + 127) // 255
+    return rgb.astype(np.uint8)

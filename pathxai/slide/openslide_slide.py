@@ -1,0 +1,163 @@
+"""The OpenSlide facade: the only module of pathxai that imports ``openslide``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import openslide
+
+from pathxai.errors import SlideError
+from pathxai.slide.base import BaseSlide, rgba_to_rgb
+from pathxai.slide.resolution import resolve_mpp
+
+#: Leading bytes of common non-slide files, to say what a misnamed file really is.
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"PK\x03\x04": "a ZIP archive",
+    b"%PDF": "a PDF document",
+    b"\x89HDF": "an HDF5 file",
+}
+
+
+def sniff(path: Path) -> str | None:
+    """Describe a file's real type from its first bytes, or ``None`` when unrecognised."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            return what
+    return None
+
+
+def check_readable_file(path: Path) -> None:
+    """Raise :class:`SlideError` unless ``path`` is an existing, non-empty, readable file."""
+    if not path.exists():
+        raise SlideError("no such file", path=path, hint="check the path")
+    if path.is_dir():
+        raise SlideError(
+            "is a directory, not a slide file",
+            path=path,
+            hint="pass the slide file itself (for MIRAX, the .mrxs file beside the folder)",
+        )
+    if not os.access(path, os.R_OK):
+        raise SlideError("permission denied", path=path, hint="make the file readable by this user")
+    if path.stat().st_size == 0:
+        raise SlideError("empty file (0 bytes)", path=path, hint="the copy or download is incomplete")
+
+
+class OpenSlideSlide(BaseSlide):
+    """A whole-slide image opened with OpenSlide.
+
+    Parameters
+    ----------
+    path
+        The slide file (any format OpenSlide reads: Aperio SVS, generic TIFF, NDPI, MRXS, ...).
+    mpp
+        Level-0 µm/px override; required when the metadata has no plausible resolution.
+
+    Raises
+    ------
+    SlideError
+        Naming the file and the reason: missing, directory, empty, unreadable, not a slide,
+        truncated or unsupported.
+    """
+
+    def __init__(self, path: str | Path, mpp: float | None = None) -> None:
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.mpp_override = mpp
+        check_readable_file(self.path)
+        fmt = openslide.OpenSlide.detect_format(str(self.path))
+        if fmt is None:
+            what = sniff(self.path)
+            raise SlideError(
+                f"not a whole-slide image{f' (it is {what})' if what else ''}; OpenSlide does not recognise the format",
+                path=self.path,
+                hint="plain images (PNG/JPEG) must carry their real extension; slides must be SVS, TIFF, NDPI, MRXS, ...",
+            )
+        try:
+            self._osr = openslide.OpenSlide(str(self.path))
+        except openslide.OpenSlideUnsupportedFormatError as exc:
+            raise SlideError(f"unsupported slide format ({fmt}): {exc}", path=self.path) from exc
+        except openslide.OpenSlideError as exc:
+            raise SlideError(
+                f"cannot open ({fmt}): {exc}; the file may be truncated or corrupt",
+                path=self.path,
+                hint="re-copy the file and compare its checksum",
+            ) from exc
+        self._format = fmt
+        props = dict(self._osr.properties)
+        super().__init__(resolve_mpp(props, mpp))
+        self._props = props
+        # Reading one pixel of the smallest level catches files whose header is fine but
+        # whose pixel data is missing (truncated downloads) at open time.
+        try:
+            last = self._osr.level_count - 1
+            self._osr.read_region((0, 0), last, (1, 1))
+        except openslide.OpenSlideError as exc:
+            self._osr.close()
+            raise SlideError(
+                f"pixel data unreadable: {exc}; the file is probably truncated",
+                path=self.path,
+                hint="re-copy the file and compare its checksum",
+            ) from exc
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """``(width, height)`` of each level, level 0 first."""
+        return tuple(self._osr.level_dimensions)
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        """Downsample factor of each level relative to level 0."""
+        return tuple(float(d) for d in self._osr.level_downsamples)
+
+    @property
+    def properties(self) -> Mapping[str, str]:
+        """OpenSlide properties (vendor metadata)."""
+        return self._props
+
+    @property
+    def vendor(self) -> str:
+        """OpenSlide's vendor string (e.g. ``aperio``, ``generic-tiff``)."""
+        return self._props.get("openslide.vendor", self._format)
+
+    @property
+    def associated_images(self) -> tuple[str, ...]:
+        """Names of associated images (label, macro, thumbnail)."""
+        return tuple(self._osr.associated_images)
+
+    def associated_image(self, name: str) -> np.ndarray:
+        """Return an associated image (e.g. ``"label"``) as RGB uint8."""
+        if name not in self._osr.associated_images:
+            raise KeyError(f"{self.path}: no associated image {name!r} (has {self.associated_images})")
+        return rgba_to_rgb(np.asarray(self._osr.associated_images[name].convert("RGBA")))
+
+    def _read_level(self, level: int, l0_x: int, l0_y: int, l_w: int, l_h: int) -> np.ndarray:
+        try:
+            region = self._osr.read_region((l0_x, l0_y), level, (l_w, l_h))
+        except openslide.OpenSlideError as exc:
+            # OpenSlide handles are unusable after an error: reopen so later reads can go on.
+            self._osr.close()
+            self._osr = openslide.OpenSlide(str(self.path))
+            raise SlideError(
+                f"cannot read region at level-0 ({l0_x}, {l0_y}) size {l_w}x{l_h} of level {level}: {exc}",
+                path=self.path,
+                hint="the file may be corrupt or truncated",
+            ) from exc
+        return rgba_to_rgb(np.asarray(region))
+
+    def close(self) -> None:
+        """Close the OpenSlide handle."""
+        osr = getattr(self, "_osr", None)
+        if osr is not None:
+            osr.close()
