@@ -1,0 +1,249 @@
+"""``pathxai prune`` and ``pathxai prune-sweep``: explanation-guided structured pruning."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pathxai.cli._common import positive_float, positive_int
+
+if TYPE_CHECKING:
+    from pathxai.pipeline.prune import PruneSettings
+
+CRITERIA_NAMES = ("lrp", "ig", "gradient", "taylor", "weight", "random")
+
+
+def _ratio(text: str) -> float:
+    """Argparse type: a pruning ratio in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"pruning ratio must be in [0, 1) (fraction of channels removed), got {text}"
+        )
+    return value
+
+
+def _ratios(text: str) -> list[float]:
+    return [_ratio(t) for t in text.split(",") if t.strip()]
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default="default", help="'default' or a model directory (may be pruned already)"
+    )
+    p.add_argument(
+        "--manifest", required=True, help="labelled patch manifest CSV (e.g. data_manifests/glas.csv)"
+    )
+    p.add_argument("--data-root", default=None, help="directory the manifest paths are relative to")
+    p.add_argument(
+        "--reference-per-class",
+        type=positive_int,
+        default=10,
+        help="reference patches per class for the data-driven criteria (scarce-data setting: 10)",
+    )
+    p.add_argument("--global", dest="global_pruning", action="store_true", help="rank channels across layers")
+    p.add_argument("--steps", type=positive_int, default=1, help="iterative pruning steps")
+    p.add_argument(
+        "--finetune-epochs", type=_nonneg_float, default=0.0, help="fine-tuning epochs after each step"
+    )
+    p.add_argument(
+        "--finetune-steps-per-epoch",
+        type=positive_int,
+        default=None,
+        help="cap on fine-tuning steps per epoch",
+    )
+    p.add_argument("--finetune-lr", type=positive_float, default=5e-4, help="fine-tuning AdamW learning rate")
+    p.add_argument("--drift-patches", type=_nonneg_int, default=32, help="held-out patches for heatmap drift")
+    p.add_argument(
+        "--ig-steps", type=positive_int, default=16, help="integrated-gradients steps (criterion ig)"
+    )
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for the run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``prune`` and ``prune-sweep`` commands."""
+    p = sub.add_parser(
+        "prune",
+        help="remove the least relevant channels of a model (LRP or baseline criteria)",
+        description="Rank channels with a criterion on a small reference set, remove them with "
+        "Torch-Pruning (residual couplings follow), optionally fine-tune, and write a smaller model "
+        "that --model DIR and pathxai.model.load_model(DIR) accept, plus DIR/pruning.json with "
+        "params, MACs, CPU latency, held-out AUC before/after and LRP heatmap drift.",
+    )
+    _common(p)
+    p.add_argument("--criterion", choices=CRITERIA_NAMES, default="lrp")
+    p.add_argument("--ratio", type=_ratio, required=True, help="fraction of channels removed, in [0, 1)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the reference draw, random criterion, fine-tuning"
+    )
+    p.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
+    p.add_argument(
+        "--latency-threads", type=positive_int, default=1, help="threads for the latency measurement"
+    )
+    p.add_argument("--latency-batch", type=positive_int, default=16, help="patches per timed forward pass")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.set_defaults(func=run_prune)
+
+    s = sub.add_parser(
+        "prune-sweep",
+        help="AUC/accuracy vs fraction pruned for all criteria, seeds, with/without fine-tuning",
+        description="One-shot pruning of the same model at several ratios with every criterion and "
+        "seed (and, with --finetune-epochs, again with fine-tuning at --finetune-ratios). Writes "
+        "OUT/sweep.csv (resumable: finished rows are kept) and OUT/sweep.png.",
+    )
+    _common(s)
+    s.add_argument("--criteria", default=",".join(CRITERIA_NAMES), help="comma-separated criteria")
+    s.add_argument("--ratios", type=_ratios, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    s.add_argument("--finetune-ratios", type=_ratios, default=None, help="ratios repeated with fine-tuning")
+    s.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    s.add_argument("--out", required=True, help="output directory")
+    s.set_defaults(func=run_sweep)
+
+
+def _command(name: str, args: argparse.Namespace) -> str:
+    if name in sys.argv[1:]:
+        return shlex.join(["pathxai", *sys.argv[sys.argv.index(name) :]])
+    opts = [
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}")
+        for k, v in sorted(vars(args).items())
+        if k not in ("func", "command", "debug") and v not in (None, False)
+    ]
+    return " ".join([f"pathxai {name}", *opts])
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> PruneSettings:
+    from pathxai.pipeline.prune import PruneSettings
+
+    return PruneSettings(
+        reference_per_class=args.reference_per_class,
+        global_pruning=args.global_pruning,
+        iterative_steps=args.steps,
+        finetune_epochs=args.finetune_epochs,
+        finetune_steps_per_epoch=args.finetune_steps_per_epoch,
+        finetune_lr=args.finetune_lr,
+        drift_patches=args.drift_patches,
+        ig_steps=args.ig_steps,
+        **extra,
+    )
+
+
+def _data_root(args: argparse.Namespace) -> str:
+    return args.data_root if args.data_root is not None else str(Path(args.manifest).resolve().parent)
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """Prune, save and print the before/after summary."""
+    from pathxai.pipeline.prune import prune_from_manifest
+
+    _threads(args)
+    settings = _settings(
+        args,
+        latency=not args.no_latency,
+        latency_threads=args.latency_threads,
+        latency_batch=args.latency_batch,
+    )
+    report = prune_from_manifest(
+        args.model,
+        args.manifest,
+        _data_root(args),
+        args.criterion,
+        args.ratio,
+        args.out,
+        settings,
+        seed=args.seed,
+        command=_command("prune", args),
+        progress=not args.quiet,
+    )
+    plan = report["plan"]
+    b, a = plan["metrics_before"], plan["metrics_after"]
+    print(f"criterion {plan['criterion']} ratio {plan['ratio']:g}: {len(plan['channels'])} layers pruned")
+    print(f"params  {b['params']:.0f} -> {a['params']:.0f}   MACs {b['macs']:.3g} -> {a['macs']:.3g}")
+    if "latency_ms" in a:
+        print(
+            f"latency {b['latency_ms']:.1f} ms -> {a['latency_ms']:.1f} ms per batch of {args.latency_batch}"
+        )
+    for key in ("auc", "accuracy", "image_auc"):
+        if key in b and key in a:
+            print(f"held-out {key:9s} {b[key]:.4f} -> {a[key]:.4f}")
+    if report["drift"]:
+        d = report["drift"]
+        print(
+            f"heatmap drift on {d['n']} patches: pearson {d['pearson']:.3f} spearman {d['spearman']:.3f} "
+            f"top-10% IoU {d['topk_iou']:.3f}"
+        )
+    print(f"pruned model written to {args.out} (details in {args.out}/pruning.json)")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Run the sweep and print where the CSV and plot are."""
+    from pathxai.pipeline.prune import prune_sweep
+
+    _threads(args)
+    criteria = [c.strip() for c in args.criteria.split(",") if c.strip()]
+    bad = [c for c in criteria if c not in CRITERIA_NAMES]
+    if bad:
+        print(
+            f"pathxai prune-sweep: error: unknown criteria {bad}; choose from {CRITERIA_NAMES}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        print(
+            f"pathxai prune-sweep: error: --seeds must be comma-separated integers, got {args.seeds!r}",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _settings(args, latency=False)
+    csv_path = prune_sweep(
+        args.model,
+        args.manifest,
+        _data_root(args),
+        args.out,
+        criteria=criteria,
+        ratios=args.ratios,
+        seeds=seeds,
+        finetune_epochs=args.finetune_epochs,
+        finetune_ratios=args.finetune_ratios,
+        settings=dataclasses.replace(settings, finetune_epochs=0.0),  # per row instead
+        progress=not args.quiet,
+    )
+    print(f"sweep written to {csv_path} and {csv_path.with_name('sweep.png')}")
+    return 0

@@ -1,0 +1,124 @@
+"""Fine-tuning a pruned network for a few epochs (recovering what pruning removed).
+
+A short, seeded AdamW run with cosine learning-rate decay and class-balanced cross-entropy over a
+patch dataset (any map-style dataset of ``(tensor, label)``). BatchNorm statistics are updated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from pathxai.errors import PruneError
+
+__all__ = ["finetune"]
+
+
+def _labels(dataset: Dataset[tuple[torch.Tensor, int]]) -> np.ndarray | None:
+    labels = getattr(dataset, "patch_labels", None)
+    return None if labels is None else np.asarray(labels, dtype=np.int64)
+
+
+def finetune(
+    model: nn.Module,
+    dataset: Dataset[tuple[torch.Tensor, int]],
+    epochs: float,
+    *,
+    lr: float = 5e-4,
+    weight_decay: float = 1e-4,
+    batch_size: int = 32,
+    max_steps_per_epoch: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place on ``dataset``, then leave it in eval mode.
+
+    Parameters
+    ----------
+    model
+        The (pruned) network.
+    dataset
+        Training patches; ``dataset.patch_labels`` (if present) balances the loss, and
+        ``dataset.set_epoch`` (if present) selects each epoch's augmentation.
+    epochs
+        Passes over the data (0 does nothing).
+    lr, weight_decay
+        AdamW peak learning rate (cosine decay to 0) and weight decay.
+    batch_size
+        Patches per step.
+    max_steps_per_epoch
+        Cap on steps per epoch (``None``: the whole dataset).
+    seed
+        Seeds the shuffling.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    list[dict[str, float]]
+        Per-epoch mean loss and accuracy.
+    """
+    if epochs < 0 or batch_size < 2 or lr <= 0:
+        raise ValueError("epochs must be >= 0, batch_size >= 2 and lr > 0")
+    n = len(dataset)  # type: ignore[arg-type]
+    if epochs == 0:
+        model.eval()
+        return []
+    if n < 2:
+        raise PruneError(f"fine-tuning needs at least 2 training patches, got {n}")
+    steps_per_epoch = max(1, n // batch_size)
+    if max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, int(max_steps_per_epoch))
+    n_epochs = math.ceil(epochs)
+    total = steps_per_epoch * n_epochs
+    labels = _labels(dataset)
+    weight = torch.ones(2)
+    if labels is not None and labels.size and labels.max() <= 1:
+        counts = np.bincount(labels, minlength=2).astype(np.float64)
+        if counts.min() > 0:
+            weight = torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history: list[dict[str, float]] = []
+    step = 0
+    bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress, leave=False)
+    try:
+        for epoch in range(n_epochs):
+            model.train()
+            set_epoch = getattr(dataset, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for b in range(steps_per_epoch):
+                idx: Sequence[int] = perm[b * batch_size : (b + 1) * batch_size]
+                items = [dataset[i] for i in idx]
+                x = torch.stack([it[0] for it in items])
+                y = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                opt.zero_grad(set_to_none=True)
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                if not torch.isfinite(loss):
+                    raise PruneError(
+                        f"fine-tuning diverged (loss {loss.item()})", hint="lower the learning rate"
+                    )
+                loss.backward()
+                opt.step()
+                step += 1
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(idx)
+                bar.update(1)
+            history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})
+    finally:
+        bar.close()
+        model.eval()
+    return history
