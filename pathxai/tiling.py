@@ -108,18 +108,55 @@ def read_tiles(slide: BaseSlide, specs: Sequence[TileSpec]) -> tuple[np.ndarray,
     return out, tuple(failed)
 
 
-# ---- worker process state ---------------------------------------------------------------
-_WORKER_SLIDE: BaseSlide | None = None
+# ---- worker processes ---------------------------------------------------------------------
+#: Slides opened by this worker process, most recent last (a small cache: one batch job names
+#: its slide, and consecutive jobs almost always name the same one).
+_WORKER_SLIDES: dict[SlideSource, BaseSlide] = {}
+_WORKER_CACHE = 2
 
 
-def _init_worker(source: SlideSource | BaseSlide) -> None:
-    global _WORKER_SLIDE
-    _WORKER_SLIDE = source.open() if isinstance(source, SlideSource) else source
+def _worker_read(
+    source: SlideSource | BaseSlide, specs: tuple[TileSpec, ...]
+) -> tuple[np.ndarray, tuple[tuple[int, str], ...]]:
+    if isinstance(source, SlideSource):
+        slide = _WORKER_SLIDES.pop(source, None) or source.open()
+        _WORKER_SLIDES[source] = slide
+        while len(_WORKER_SLIDES) > _WORKER_CACHE:
+            oldest = next(iter(_WORKER_SLIDES))
+            _WORKER_SLIDES.pop(oldest).close()
+        return read_tiles(slide, specs)
+    return read_tiles(source, specs)
 
 
-def _worker_read(specs: tuple[TileSpec, ...]) -> tuple[np.ndarray, tuple[tuple[int, str], ...]]:
-    assert _WORKER_SLIDE is not None, "worker not initialised"
-    return read_tiles(_WORKER_SLIDE, specs)
+class TilePool:
+    """A pool of tile-reading worker processes, reusable across slides.
+
+    Parameters
+    ----------
+    workers
+        Number of processes (>= 1). They start with the "spawn" method, so they hold none
+        of the parent's threads (torch/OpenMP) or file handles.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 1:
+            raise ValueError(f"a TilePool needs at least one worker, got {workers}")
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+
+    def submit(self, source: SlideSource | BaseSlide, specs: tuple[TileSpec, ...]) -> Future:
+        """Queue one batch read; the future gives ``(pixels, failed)``."""
+        return self._executor.submit(_worker_read, source, specs)
+
+    def close(self) -> None:
+        """Stop the workers, cancelling queued jobs."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> TilePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _batches(grid: Grid, batch_size: int) -> Iterator[tuple[int, tuple[TileSpec, ...]]]:
@@ -133,22 +170,25 @@ def iter_tiles(
     batch_size: int = 64,
     workers: int = 2,
     prefetch: int | None = None,
+    pool: TilePool | None = None,
 ) -> Iterator[TileBatch]:
-    """Yield the grid's tiles in order, in batches, read by ``workers`` processes.
+    """Yield the grid's tiles in order, in batches, read by worker processes.
 
     Parameters
     ----------
     source
         A :class:`SlideSource` (or path) that each worker opens itself, or an in-memory slide
-        (pickled to the workers; with ``workers=0`` it is read in this process).
+        (pickled with every job; with ``workers=0`` it is read in this process).
     grid
         The tiles to read.
     batch_size
         Tiles per batch.
     workers
-        Worker processes; 0 reads in the calling process.
+        Worker processes of a private pool; 0 reads in the calling process. Ignored with ``pool``.
     prefetch
         Batches in flight at most (default ``2 * workers``); bounds memory.
+    pool
+        A :class:`TilePool` to reuse (not closed here), which saves the process start-up per slide.
 
     Yields
     ------
@@ -161,7 +201,7 @@ def iter_tiles(
         raise ValueError(f"workers must be >= 0, got {workers}")
     if isinstance(source, (str, Path)):
         source = SlideSource(str(source))
-    if workers == 0:
+    if pool is None and workers == 0:
         slide = source.open() if isinstance(source, SlideSource) else source
         try:
             for start, specs in _batches(grid, batch_size):
@@ -171,17 +211,14 @@ def iter_tiles(
             if isinstance(source, SlideSource):
                 slide.close()
         return
-    prefetch = max(1, prefetch if prefetch is not None else 2 * workers)
-    # "spawn" keeps workers free of the parent's threads (torch/OpenMP) and file handles.
-    ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(source,)
-    )
+    owned = pool is None
+    active = pool if pool is not None else TilePool(workers)
+    prefetch = max(1, prefetch if prefetch is not None else 2 * active.workers)
     pending: deque[tuple[int, tuple[TileSpec, ...], Future]] = deque()
     jobs = _batches(grid, batch_size)
     try:
         for start, specs in jobs:
-            pending.append((start, specs, pool.submit(_worker_read, specs)))
+            pending.append((start, specs, active.submit(source, specs)))
             if len(pending) >= prefetch:
                 break
         while pending:
@@ -189,12 +226,13 @@ def iter_tiles(
             pixels, failed = fut.result()
             nxt = next(jobs, None)
             if nxt is not None:
-                pending.append((nxt[0], nxt[1], pool.submit(_worker_read, nxt[1])))
+                pending.append((nxt[0], nxt[1], active.submit(source, nxt[1])))
             yield TileBatch(start, specs, pixels, grid.tissue[start : start + len(specs)], failed)
     finally:
         for _, _, fut in pending:
             fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if owned:
+            active.close()
 
 
 def tile_slide(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from skimage import color, filters, morphology
 
 from pathxai.slide.base import BaseSlide
+
+# scikit-image is imported inside the functions: tile-reading worker processes import this
+# package and should start fast.
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class TissueMask:
 
 
 def _disk(radius_px: float) -> list[tuple[np.ndarray, int]] | np.ndarray:
+    from skimage import morphology
+
     # A decomposed disk keeps closing/opening fast for large radii.
     r = max(0, round(radius_px))
     return morphology.disk(r, decomposition="sequence") if r >= 3 else morphology.disk(r)
@@ -101,6 +105,8 @@ def tissue_from_rgb(rgb: np.ndarray, mpp: float, settings: TissueSettings) -> tu
     tuple[np.ndarray, float]
         The boolean mask and the saturation threshold used.
     """
+    from skimage import color, filters, morphology
+
     hsv = color.rgb2hsv(rgb)
     sat, val = hsv[..., 1], hsv[..., 2]
     valid = val > settings.min_dark
