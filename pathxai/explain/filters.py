@@ -8,11 +8,14 @@ layer's own output.
 Methods
 -------
 ``lrp``
-    Layer-wise relevance propagation with zennit: a composite (default ``EpsilonPlusFlat`` with a
-    BatchNorm-merging canonizer, ResNet canonizer for torchvision ResNets) and the ``Gradient``
-    attributor started from the one-hot target. Under the LRP-modified backward the tensor flowing
-    between layers *is* the relevance, so a channel's relevance is the sum over space of the modified
-    gradient retained at the layer output. Each sample carries unit relevance.
+    Layer-wise relevance propagation with the rules of the heatmaps (``EpsilonPlusFlat``: flat first
+    layer, z+ convolutions, epsilon dense layers; BatchNorm merged into the convolution before it).
+    By default this runs on the fast LRP path of :class:`pathxai.explain.Explainer` (BatchNorm fused
+    once, efficient rule hooks); ``fast=False`` or an explicit ``composite`` uses zennit's stock
+    composite with the ``Gradient`` attributor instead (same numbers up to float rounding). The
+    backward pass starts from the one-hot target, so each sample carries unit relevance. Under the
+    LRP-modified backward the tensor flowing between layers *is* the relevance, so a channel's
+    relevance is the sum over space of the modified gradient retained at the layer's output.
 ``ig``
     Integrated-gradients attribution of hidden units (layer conductance): with inputs interpolated
     from a baseline, ``sum_k (a_k - a_{k-1}) * d y_target / d a_k`` summed over space. Over a layer
@@ -247,6 +250,29 @@ def _lrp(
     return {n: _spatial_sum(recorder.grads[n]) for n in modules}
 
 
+def _lrp_fast(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    from pathxai.explain.explainer import Explainer
+
+    with Explainer(model, "lrp") as explainer:
+        prepared = explainer.model  # BatchNorm fused into the convolutions: their output is the filter's
+        named = dict(prepared.named_modules())
+        missing = [n for n in names if n not in named]
+        if missing:
+            raise ExplainError(f"layers {missing[:3]} are not in the LRP-prepared model")
+        recorder = _Recorder({n: named[n] for n in names})
+        x = inputs.detach().clone().requires_grad_(True)
+        with torch.enable_grad(), recorder.attached():
+            logits = prepared(x)
+            seed = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+            torch.autograd.grad(logits, x, seed)
+    missing = [n for n in names if n not in recorder.grads]
+    if missing:
+        raise ExplainError(f"no relevance reached layers {missing[:3]}; does the model's forward use them?")
+    return {n: _spatial_sum(recorder.grads[n]) for n in names}
+
+
 def _plain(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -306,6 +332,7 @@ def filter_scores(
     method: str = "lrp",
     layers: Sequence[str] | None = None,
     composite: Composite | None = None,
+    fast: bool = True,
     ig_steps: int = 16,
     baseline: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -324,7 +351,10 @@ def filter_scores(
     layers
         Names of Conv2d/Linear layers; all of them when ``None``.
     composite
-        The zennit composite for ``lrp`` (default :func:`default_filter_composite`).
+        A zennit composite for ``lrp``; when given, the stock zennit path is used with it.
+    fast
+        For ``lrp`` without ``composite``: use the fast LRP path of :mod:`pathxai.explain` (default),
+        else zennit's stock :func:`default_filter_composite`.
     ig_steps
         Riemann steps of the integrated-gradients path.
     baseline
@@ -348,6 +378,8 @@ def filter_scores(
     names = _layer_names(model, layers)
     if not names:
         return {}
+    if method == "lrp" and composite is None and fast:
+        return _lrp_fast(model, inputs, targets_t, names)
     measured = measurement_modules(model, inputs[:1].detach())
     modules = {n: measured[n] for n in names}
     if method == "lrp":

@@ -160,3 +160,16 @@ def test_precomputed_scores_are_reused_and_refreshed_after_a_step(small_net, ref
     )
     prune_model(net, reused, 0.5, input_size=32, iterative_steps=2)
     assert not reused.fresh and reused.scores["0"].numel() == 6  # recomputed for step 2
+
+
+@pytest.mark.parametrize("arch", ["conv_bn", "resnet18"])
+def test_fast_and_stock_lrp_filter_relevance_agree(arch: str) -> None:
+    torch.manual_seed(0)
+    model = randomise_bn(conv_bn_net() if arch == "conv_bn" else build_model("resnet18", width=4))
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 1])
+    fast = filter_scores(model, x, y, method="lrp")
+    stock = filter_scores(model, x, y, method="lrp", fast=False)
+    assert set(fast) == set(stock)
+    for name in fast:
+        scale = float(stock[name].abs().max()) + 1e-12
+        torch.testing.assert_close(fast[name] / scale, stock[name] / scale, rtol=0, atol=1e-4)
