@@ -137,3 +137,31 @@ def test_slide_tile_dataset_streams_tiles() -> None:
     assert float(items[1][0].max()) == 1.0
     with pytest.raises(ValueError):
         list(SlideTileDataset([type("B", (), {"pixels": np.zeros((4, 4), np.uint8)})()], label=0))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    p = tmp_path / "bomb.png"
+    p.write_bytes(_png_claiming(60_000, 60_000))
+    with pytest.raises(ManifestError, match=r"bomb|limit"):
+        read_rgb(p)
