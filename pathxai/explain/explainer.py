@@ -28,8 +28,9 @@ class Explainer:
         A classifier returning logits ``(N, C)``.
     method : str
         A name from :data:`pathxai.explain.METHODS`; ``"lrp"`` is the fast production path.
-    target_class : int
-        Class explained when a call passes ``target=None`` (1 = tumour).
+    target_class : int or None
+        Class explained when a call passes ``target=None``. ``None``: the model card's ``tumour_index``
+        (``model.pathxai_card``) if there is one, else 1 (tumour).
     batch_size : int or None
         Largest chunk run at once; bigger batches are split (bounds memory). ``None``: no splitting.
     channels_last : bool
@@ -53,7 +54,7 @@ class Explainer:
         model: nn.Module,
         method: str = "lrp",
         *,
-        target_class: int = 1,
+        target_class: int | None = None,
         batch_size: int | None = None,
         channels_last: bool = False,
         dtype: torch.dtype | None = None,
@@ -63,6 +64,8 @@ class Explainer:
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+        if target_class is None:
+            target_class = int(getattr(getattr(model, "pathxai_card", None), "tumour_index", 1))
         if int(target_class) < 0:
             raise ValueError(f"target_class must be a class index >= 0, got {target_class}")
         self.method = method
@@ -142,8 +145,8 @@ class Explainer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 logits, attribution = self._impl(x, targets[start : start + step])
-                relevances.append(attribution.sum(dim=1).float().cpu())
-                logits_parts.append(logits.float().cpu())
+                relevances.append(attribution.detach().sum(dim=1).float().cpu())
+                logits_parts.append(logits.detach().float().cpu())
         logits_t = torch.cat(logits_parts)
         return Explanation(
             relevance=torch.cat(relevances).numpy().astype(np.float32, copy=False),

@@ -102,8 +102,9 @@ class LRP(Method):
         default), or zennit's stock rules and canonizers.
     epsilon, stabilizer, gamma : float
         Rule parameters, see :func:`pathxai.explain.composites.make_composite`.
-    mean, std : sequence of float
-        Input normalisation, from which the z-box bounds of ``epsilon_gamma_box`` are derived.
+    mean, std : sequence of float, optional
+        Input normalisation, from which the z-box bounds of ``epsilon_gamma_box`` are derived. Default: the
+        model card's (``model.pathxai_card``, set by :func:`pathxai.model.load_model`), else ImageNet's.
     """
 
     composite_name: ClassVar[str] = "epsilon_plus_flat"
@@ -117,10 +118,15 @@ class LRP(Method):
         epsilon: float = 1e-6,
         stabilizer: float = 1e-6,
         gamma: float = 0.25,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         check_supported(model)
+        card = getattr(model, "pathxai_card", None)
+        if mean is None:
+            mean = tuple(getattr(card, "mean", IMAGENET_MEAN))
+        if std is None:
+            std = tuple(getattr(card, "std", IMAGENET_STD))
         self.fast = self.default_fast if fast is None else bool(fast)
         self.model = prepare_model(model, canonize=self.fast)
         self.composite = make_composite(
