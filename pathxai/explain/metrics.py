@@ -57,7 +57,7 @@ class PerturbationCurve:
 
 
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    radius = max(1, int(round(3 * sigma)))
+    radius = max(1, round(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-(t**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()

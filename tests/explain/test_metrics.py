@@ -109,5 +109,5 @@ def test_relevance_mass_and_rank_accuracy() -> None:
     assert np.isnan(relevance_rank_accuracy(rel, np.zeros_like(mask))).all()
     assert np.isnan(relevance_mass_accuracy(np.zeros_like(rel), mask)).all()
     np.testing.assert_allclose(relevance_mass_accuracy(rel[0], mask[0]), [1.0])
-    with pytest.raises(ValueError, match="shape|must both"):
+    with pytest.raises(ValueError, match="must both"):
         relevance_mass_accuracy(rel, mask[:, :2])
