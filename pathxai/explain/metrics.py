@@ -197,7 +197,7 @@ def region_perturbation(
     finally:
         model.train(was_training)
     fractions = counts / n_regions
-    auc = np.trapezoid(all_scores, fractions, axis=1)
+    auc = np.asarray(np.trapezoid(all_scores, fractions, axis=1), dtype=np.float64)
     return PerturbationCurve(fractions, all_scores, auc, order, score)
 
 
