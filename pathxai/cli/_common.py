@@ -36,6 +36,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """Argparse type: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """Argparse type: a float in [0, 1]."""
     try:
@@ -47,11 +58,24 @@ def fraction(text: str) -> float:
     return value
 
 
+def plausible_mpp(text: str) -> float:
+    """Argparse type: a resolution in µm/px inside the plausible range of slide scanners."""
+    from pathxai.slide.resolution import PLAUSIBLE_MPP, is_plausible
+
+    value = positive_float(text)
+    if not is_plausible(value):
+        raise argparse.ArgumentTypeError(
+            f"{text} µm/px is not a plausible resolution "
+            f"(expected {PLAUSIBLE_MPP[0]}-{PLAUSIBLE_MPP[1]}; e.g. 0.25 for 40x, 0.5 for 20x)"
+        )
+    return value
+
+
 def add_slide_mpp(parser: argparse.ArgumentParser) -> None:
     """Add ``--slide-mpp``: the level-0 resolution override for slides with missing or bogus metadata."""
     parser.add_argument(
         "--slide-mpp",
-        type=positive_float,
+        type=plausible_mpp,
         default=None,
         metavar="UM",
         help="level-0 µm/px of the slide, overriding its metadata (needed when the metadata has no "

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pathxai.cli._common import add_slide_mpp, fraction, positive_float, positive_int, progress_bar
+from pathxai.cli._common import (
+    add_slide_mpp,
+    fraction,
+    non_negative_int,
+    plausible_mpp,
+    positive_float,
+    positive_int,
+    progress_bar,
+)
 from pathxai.pipeline.slides import tile_to_file
 from pathxai.slide import TissueSettings
 
@@ -14,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``tiles`` command."""
     p = sub.add_parser("tiles", help="detect tissue, tile it at a target mpp, write coordinates to HDF5")
     p.add_argument("slide", help="slide file")
-    p.add_argument("--mpp", type=positive_float, required=True, help="target resolution of the tiles, µm/px")
+    p.add_argument("--mpp", type=plausible_mpp, required=True, help="target resolution of the tiles, µm/px")
     p.add_argument(
         "--size", type=positive_int, default=224, help="tile side in pixels at --mpp (default 224)"
     )
@@ -24,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_slide_mpp(p)
     p.add_argument("--out", required=True, type=Path, help="output coordinates file (.h5)")
     p.add_argument("--thumbnail", type=Path, default=None, help="grid picture (default: OUT with .png)")
-    p.add_argument("--workers", type=int, default=2, help="tile-reading processes (0 = in process)")
+    p.add_argument(
+        "--workers", type=non_negative_int, default=2, help="tile-reading processes (0 = in process)"
+    )
     p.add_argument("--no-read", action="store_true", help="do not stream the tiles to check them")
     p.set_defaults(func=run)
 

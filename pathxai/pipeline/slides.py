@@ -12,7 +12,7 @@ from PIL import Image
 
 from pathxai import __version__
 from pathxai.atomic import atomic_path
-from pathxai.errors import ResolutionError
+from pathxai.errors import ResolutionError, TissueError
 from pathxai.geometry import Grid
 from pathxai.render.grid import grid_overlay
 from pathxai.slide import TissueSettings, detect_tissue, open_slide
@@ -65,6 +65,28 @@ def slide_info(path: str | Path, slide_mpp: float | None = None, tissue: bool = 
                 info["tissue_fraction"] = round(mask.fraction, 4)
                 info["tissue_mask_mpp"] = round(mask.mpp, 3)
     return info
+
+
+def _empty_grid_error(path: str | Path, grid: Grid, tissue_fraction: float, min_tissue: float) -> TissueError:
+    """Say why a slide yields no tile: too small, no tissue, or too little tissue per tile."""
+    if grid.m_width < grid.size or grid.m_height < grid.size:
+        return TissueError(
+            f"slide is {grid.m_width}x{grid.m_height} px at {grid.mpp:g} µm/px, smaller than one "
+            f"{grid.size} px tile; nothing to tile",
+            path=path,
+            hint="use a smaller --size or a finer --mpp",
+        )
+    if tissue_fraction == 0:
+        return TissueError(
+            "no tissue detected on the slide; nothing to tile",
+            path=path,
+            hint="check that the slide is not blank, or tune the tissue settings",
+        )
+    return TissueError(
+        f"no tile has at least {min_tissue:g} tissue (tissue covers {100 * tissue_fraction:.1f}% of the slide)",
+        path=path,
+        hint="lower --min-tissue",
+    )
 
 
 @dataclass
@@ -128,6 +150,8 @@ def tile_to_file(
                 hint="pass the level-0 resolution, e.g. --slide-mpp 0.5 for a 20x scan",
             )
         grid, mask = tile_slide(slide, mpp, size, stride, min_tissue, settings)
+        if not len(grid):
+            raise _empty_grid_error(path, grid, mask.fraction, min_tissue)
         thumb, downsample = slide.thumbnail(mpp=max(settings.mpp / 2, slide.mpp), max_side=2048)
         resolution = slide.resolution
     failed: list[str] = []

@@ -24,6 +24,9 @@ _MAGIC = {
     b"\x89HDF": "an HDF5 file",
 }
 
+#: TIFF signatures (classic and BigTIFF, both byte orders): SVS, NDPI and generic TIFF slides.
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
 
 def sniff(path: Path) -> str | None:
     """Describe a file's real type from its first bytes, or ``None`` when unrecognised."""
@@ -78,6 +81,15 @@ class OpenSlideSlide(BaseSlide):
         check_readable_file(self.path)
         fmt = openslide.OpenSlide.detect_format(str(self.path))
         if fmt is None:
+            with open(self.path, "rb") as fh:
+                is_tiff = fh.read(4) in _TIFF_MAGIC
+            if is_tiff:
+                raise SlideError(
+                    f"TIFF file that OpenSlide cannot parse ({self.path.stat().st_size} bytes): "
+                    "it is probably truncated or corrupt",
+                    path=self.path,
+                    hint="re-copy the file and compare its checksum with the source",
+                )
             what = sniff(self.path)
             raise SlideError(
                 f"not a whole-slide image{f' (it is {what})' if what else ''}; OpenSlide does not recognise the format",

@@ -1,0 +1,134 @@
+"""Helpers for the bad-input catalogue: run the real CLI in a subprocess and judge its failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pathxai.slide.testing import write_synthetic_slide
+
+#: Names of files that a finished run would leave behind (the caller adds its own).
+FINISHED_SUFFIXES = (".h5", ".png", ".json", ".tif", ".tiff", ".geojson", ".html", ".csv", ".safetensors")
+
+
+@dataclass
+class CliResult:
+    """Exit code and output of one CLI run."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        """Non-empty stderr lines that are not tqdm progress bars."""
+        lines = []
+        for raw in self.stderr.replace("\r", "\n").splitlines():
+            ln = raw.strip()
+            if not ln or ("it/s]" in ln or "s/it]" in ln or "tile/s]" in ln or ln.endswith("?it/s]")):
+                continue
+            if "%|" in ln:  # a tqdm bar
+                continue
+            lines.append(ln)
+        return lines
+
+
+def run_cli(
+    *args: str | Path,
+    debug: bool = False,
+    env: dict[str, str] | None = None,
+    timeout: int = 120,
+    user: int | None = None,
+) -> CliResult:
+    """Run ``python -m pathxai ARGS`` and capture everything."""
+    argv = [sys.executable, "-m", "pathxai", *(["--debug"] if debug else []), *map(str, args)]
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    full_env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=full_env, user=user, cwd=os.getcwd()
+    )
+    return CliResult(tuple(map(str, args)), proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_main(*args: str | Path) -> CliResult:
+    """Run the CLI in this process (fast); an uncaught exception fails the calling test."""
+    import contextlib
+    import io
+
+    from pathxai.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse
+            code = exc.code if isinstance(exc.code, int) else 2
+    return CliResult(tuple(map(str, args)), code, out.getvalue(), err.getvalue())
+
+
+def assert_clean_failure(
+    r: CliResult, *must_mention: str | Path, code: int | None = 2, usage_ok: bool = False
+) -> str:
+    """The catalogue's contract: non-zero exit, one clear line, no traceback; return that line.
+
+    Parameters
+    ----------
+    r
+        The CLI run.
+    must_mention
+        Substrings the error line must contain (the file, the reason, the remedy).
+    code
+        Expected exit code (``None``: any non-zero).
+    usage_ok
+        An argparse rejection: argparse's usage block may precede the one error line.
+    """
+    assert r.returncode != 0, f"exit 0 for {r.args}: stdout={r.stdout!r} stderr={r.stderr!r}"
+    if code is not None:
+        assert r.returncode == code, f"exit {r.returncode} for {r.args}: {r.stderr}"
+    assert "Traceback" not in r.stderr, f"traceback for {r.args}:\n{r.stderr}"
+    lines = r.error_lines
+    if usage_ok:
+        lines = [ln for ln in lines if ": error: " in ln]
+    assert len(lines) == 1, f"expected one error line for {r.args}, got {lines}"
+    line = lines[0]
+    assert ": error: " in line, line
+    for text in must_mention:
+        assert str(text).lower() in line.lower(), f"{text!r} not in {line!r}"
+    return line
+
+
+def assert_traceback_with_debug(*args: str | Path) -> None:
+    """With ``--debug`` the same failure shows its traceback."""
+    r = run_cli(*args, debug=True)
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr, r.stderr
+
+
+def leftovers(directory: Path, allowed: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Files under ``directory`` that look finished or half-written (temp ``.part`` files)."""
+    out = []
+    if not directory.exists():
+        return out
+    for p in directory.rglob("*"):
+        if p.is_file() and p.name not in allowed and (".part" in p.name or p.suffix in FINISHED_SUFFIXES):
+            out.append(str(p.relative_to(directory)))
+    return sorted(out)
+
+
+@pytest.fixture(scope="session")
+def small_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid 1024x768 generated pyramidal TIFF (zlib tiles of 128 px, 0.5 mpp, one tissue blob)."""
+    path = tmp_path_factory.mktemp("slides") / "small.tiff"
+    return write_synthetic_slide(path, 1024, 768, mpp=0.5, levels=2, tile=128, compression="zlib")
+
+
+@pytest.fixture(scope="session")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
