@@ -36,6 +36,7 @@ from pathxai import __version__
 from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, PruneError
 from pathxai.explain import Explainer
+from pathxai.explain.metrics import region_perturbation
 from pathxai.manifest import ManifestRecord, read_manifest
 from pathxai.model.augment import Augmenter
 from pathxai.model.card import ModelCard
@@ -264,30 +265,47 @@ def _explain_fn(target_class: int) -> Callable[[nn.Module, torch.Tensor, torch.T
     return run
 
 
-def _flip_fn() -> Callable[[nn.Module, torch.Tensor, np.ndarray, torch.Tensor], np.ndarray] | None:
-    """Pixel-flipping AUC from :mod:`pathxai.explain.metrics`, when that module provides one."""
-    try:
-        from pathxai.explain import metrics  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(metrics, "pixel_flipping_auc", None)
-    if fn is None:
-        return None
+def _flip_fn() -> Callable[[nn.Module, torch.Tensor, np.ndarray, torch.Tensor], np.ndarray]:
+    """Return the pixel-flipping AUC function used for drift (lower = more faithful heatmap).
+
+    MoRF region perturbation of :mod:`pathxai.explain.metrics`: 8x8 regions, 16 steps, mean-colour
+    baseline, tracking the explained class's *probability* so models with different logit scales compare.
+    """
 
     def run(model: nn.Module, x: torch.Tensor, rel: np.ndarray, t: torch.Tensor) -> np.ndarray:
-        return np.asarray(fn(model, x, rel, target=t), dtype=np.float64).reshape(-1)
+        curve = region_perturbation(
+            model, x, rel, t, patch=8, steps=16, baseline="mean", order="morf", score="probability"
+        )
+        return np.asarray(curve.auc, dtype=np.float64)
 
     return run
 
 
-def measure_drift(original: nn.Module, pruned: nn.Module, data: PruneData, n: int) -> DriftReport | None:
-    """LRP heatmap drift between two models on ``n`` held-out patches (tumour class explained)."""
+def measure_drift(
+    original: nn.Module,
+    pruned: nn.Module,
+    data: PruneData,
+    n: int,
+    cache: dict[str, np.ndarray] | None = None,
+) -> DriftReport | None:
+    """LRP heatmap drift between two models on ``n`` held-out patches (tumour class explained).
+
+    ``cache`` (a dict kept by the caller) holds the original model's heatmaps across calls.
+    """
     if n <= 0:
         return None
     x, _ = data.drift_batch(n)
     target = torch.full((x.shape[0],), data.card.tumour_index, dtype=torch.long)
+    explain = _explain_fn(data.card.tumour_index)
+    original_rel = None
+    if cache is not None:
+        if "original" not in cache:
+            cache["original"] = np.concatenate(
+                [explain(original, x[i : i + 16], target[i : i + 16]) for i in range(0, len(x), 16)]
+            )
+        original_rel = cache["original"]
     return explanation_drift(
-        original, pruned, x, target, _explain_fn(data.card.tumour_index), flip_auc=_flip_fn()
+        original, pruned, x, target, explain, flip_auc=_flip_fn(), original_relevance=original_rel
     )
 
 
@@ -584,6 +602,7 @@ def prune_sweep(
         _write_rows(csv_path, rows)
     todo = [j for j in jobs if _key(j[0], j[2], j[1], j[3]) not in done]
     scores_cache: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+    drift_cache: dict[str, np.ndarray] = {}
     bar = tqdm(todo, desc="prune sweep", unit="run", disable=not progress)
     for crit, seed, ratio, epochs in bar:
         bar.set_postfix(criterion=crit, ratio=ratio, seed=seed, ft=epochs)
@@ -612,7 +631,7 @@ def prune_sweep(
             precomputed_scores=pre,
         )
         metrics = evaluate_model(pruned, data)
-        drift = measure_drift(model, pruned, data, settings.drift_patches)
+        drift = measure_drift(model, pruned, data, settings.drift_patches, drift_cache)
         row = {
             "criterion": crit,
             "ratio": f"{ratio:.4f}",

@@ -136,6 +136,7 @@ def explanation_drift(
     flip_auc: FlipFn | None = None,
     top_fraction: float = 0.1,
     batch_size: int = 16,
+    original_relevance: np.ndarray | None = None,
 ) -> DriftReport:
     """Compare the two models' heatmaps of ``targets`` on ``inputs``.
 
@@ -155,6 +156,9 @@ def explanation_drift(
         Share of pixels of the top-k overlap.
     batch_size
         Patches per explanation call.
+    original_relevance
+        The original model's heatmaps of these patches ``(N, H, W)``, if already computed (e.g. once
+        for a whole sweep); ``explain`` is then only called for the pruned model.
 
     Returns
     -------
@@ -163,6 +167,8 @@ def explanation_drift(
     """
     if inputs.shape[0] == 0:
         raise ValueError("explanation drift needs at least one patch")
+    if original_relevance is not None and len(original_relevance) != inputs.shape[0]:
+        raise ValueError(f"{len(original_relevance)} original heatmaps for {inputs.shape[0]} patches")
     targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
     sims: list[dict[str, float]] = []
     aucs_o: list[np.ndarray] = []
@@ -172,7 +178,7 @@ def explanation_drift(
     pruned.eval()
     for sl in _batches(inputs, batch_size):
         x, t = inputs[sl], targets[sl]
-        rel_o = np.asarray(explain(original, x, t))
+        rel_o = np.asarray(explain(original, x, t) if original_relevance is None else original_relevance[sl])
         rel_p = np.asarray(explain(pruned, x, t))
         for a, b in zip(rel_o, rel_p, strict=True):
             sims.append(heatmap_similarity(a, b, top_fraction))
