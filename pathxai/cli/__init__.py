@@ -87,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PathXAIError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"pathxai {args.command}: error: {exc}", file=sys.stderr)
+        # One line, even when a library's message (OpenSlide, h5py, torch) spans several.
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"pathxai {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:
         # Disk full, permission denied on an output, ...: one line, not a traceback.

@@ -77,9 +77,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         arch_kwargs = json.loads(args.arch_kwargs)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--arch-kwargs is not JSON: {exc}") from exc
+        print(f"pathxai train: error: --arch-kwargs is not JSON ({exc})", file=sys.stderr)
+        return 2
     if not isinstance(arch_kwargs, dict):
         print("pathxai train: error: --arch-kwargs must be a JSON object", file=sys.stderr)
+        return 2
+    if (args.folds is None) != (args.fold is None):
+        print("pathxai train: error: --folds and --fold go together", file=sys.stderr)
+        return 2
+    if args.folds is not None and not 0 <= args.fold < args.folds:
+        print(
+            f"pathxai train: error: --fold must be in 0..{args.folds - 1}, got {args.fold}", file=sys.stderr
+        )
         return 2
     if "train" in sys.argv[1:]:
         command = shlex.join(["pathxai", *sys.argv[sys.argv.index("train") :]])

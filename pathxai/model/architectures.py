@@ -11,6 +11,8 @@ so it accepts any input at least as large as the one it was trained on, and retu
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -216,9 +218,18 @@ def load_pretrained_weights(model: nn.Module, path: str | Path) -> list[str]:
             state = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
     except ModelError:
         raise
+    except pickle.UnpicklingError as exc:
+        # torch's message is several lines and suggests weights_only=False: never do that.
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f" (it references {found.group(1)})" if found else ""
+        raise ModelError(
+            f"cannot read pretrained weights: the file holds pickled Python objects, not only tensors{what}",
+            path=path,
+            hint="use a .safetensors file or a plain state-dict .pth; pickled objects are refused",
+        ) from exc
     except Exception as exc:
         raise ModelError(
-            f"cannot read pretrained weights ({type(exc).__name__}: {exc})",
+            f"cannot read pretrained weights ({type(exc).__name__}: {' '.join(str(exc).split())})",
             path=path,
             hint="use a .safetensors file or a plain state-dict .pth; pickled objects are refused",
         ) from exc

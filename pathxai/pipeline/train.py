@@ -221,6 +221,20 @@ def _train_one(
     return evaluation
 
 
+def _grouped_folds(
+    m: Manifest, labels: list[int], groups: list[str], k: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`grouped_folds`, with a cohort too small for ``k`` folds reported as a manifest problem."""
+    try:
+        return grouped_folds(labels, groups, k, seed)
+    except ValueError as exc:
+        raise ManifestError(
+            f"cannot make {k} patient-grouped folds: {exc}",
+            path=m.path,
+            hint="use fewer folds, or a manifest with more patients and images of each class",
+        ) from exc
+
+
 def summarize_folds(evals: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample sd over folds of patch- and image-level AUC, accuracy and balanced accuracy."""
     out: dict[str, Any] = {}
@@ -302,7 +316,7 @@ def train_from_manifest(
     labels = [int(r.tumor or 0) for r in recs]
     groups = [r.group for r in recs]
     if cv is not None:
-        splits = grouped_folds(labels, groups, cv, seed)
+        splits = _grouped_folds(m, labels, groups, cv, seed)
         evals = []
         for k, (tr, te) in enumerate(
             tqdm(splits, desc="cross-validation", unit="fold", disable=not progress)
@@ -337,7 +351,7 @@ def train_from_manifest(
             raise ValueError("--folds and --fold go together")
         if not 0 <= fold < folds:
             raise ValueError(f"--fold must be in 0..{folds - 1}, got {fold}")
-        tr, te = grouped_folds(labels, groups, folds, seed)[fold]
+        tr, te = _grouped_folds(m, labels, groups, folds, seed)[fold]
         info = {"mode": "fold", "folds": folds, "fold": fold, "seed": seed}
         ev = _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out, info)
         return {"mode": "fold", "out": str(out), "evaluation": ev}
