@@ -50,6 +50,7 @@ from pathxai.prune import (
     PruningPlan,
     check_ratio,
     compose_plans,
+    count_macs_params,
     cpu_latency_ms,
     explanation_drift,
     make_importance,
@@ -498,6 +499,7 @@ SWEEP_COLUMNS = (
     "drift_pearson",
     "drift_spearman",
     "drift_topk_iou",
+    "flip_auc",
     "seconds",
 )
 
@@ -580,12 +582,12 @@ def prune_sweep(
             jobs += [(crit, seed, r, 0.0) for r in ratios]
             if finetune_epochs > 0:
                 jobs += [(crit, seed, r, float(finetune_epochs)) for r in ft_ratios]
+    drift_cache: dict[str, np.ndarray] = {}
     baseline_key = _key("none", 0.0, 0, 0.0)
     if baseline_key not in done:
         metrics = evaluate_model(model, data)
-        from pathxai.prune import count_macs_params
-
         macs, params = count_macs_params(model, size)
+        own = measure_drift(model, model, data, settings.drift_patches, drift_cache)
         rows.append(
             {
                 **{k: _fmt(v) for k, v in metrics.items()},
@@ -596,13 +598,13 @@ def prune_sweep(
                 "n_reference": 0,
                 "params": params,
                 "macs": macs,
+                "flip_auc": _fmt(own.flip_auc_original) if own else "",
                 "seconds": 0,
             }
         )
         _write_rows(csv_path, rows)
     todo = [j for j in jobs if _key(j[0], j[2], j[1], j[3]) not in done]
     scores_cache: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-    drift_cache: dict[str, np.ndarray] = {}
     bar = tqdm(todo, desc="prune sweep", unit="run", disable=not progress)
     for crit, seed, ratio, epochs in bar:
         bar.set_postfix(criterion=crit, ratio=ratio, seed=seed, ft=epochs)
@@ -644,6 +646,7 @@ def prune_sweep(
             "drift_pearson": _fmt(drift.pearson) if drift else "",
             "drift_spearman": _fmt(drift.spearman) if drift else "",
             "drift_topk_iou": _fmt(drift.topk_iou) if drift else "",
+            "flip_auc": _fmt(drift.flip_auc_pruned) if drift else "",
             "seconds": f"{time.perf_counter() - t0:.1f}",
         }
         rows.append(row)
