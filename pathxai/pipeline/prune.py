@@ -127,13 +127,18 @@ class PruneData:
     )
 
     def reference(self, per_class: int, seed: int, batch_size: int = 32) -> ReferenceBatches:
-        """Draw ``per_class`` training patches of each class (seeded), as preprocessed batches."""
+        """Draw ``per_class`` training patches of each class (seeded), as preprocessed batches.
+
+        Patches come from ``per_class`` *distinct* images of each class when there are that many
+        (one random tissue patch per image: the scarce-data setting of "10 images per class").
+        """
         key = (per_class, seed)
         if key in self._reference_cache:
             return self._reference_cache[key]
         if per_class < 1:
             raise ValueError(f"reference_per_class must be >= 1, got {per_class}")
         labels = self.train.patch_labels
+        images = self.train.patch_images
         rng = np.random.default_rng(seed)
         chosen: list[int] = []
         for cls in (0, 1):
@@ -142,7 +147,12 @@ class PruneData:
                 raise ManifestError(
                     f"only {pool.size} training patches of class {cls}; the reference set needs {per_class}"
                 )
-            chosen += rng.choice(pool, size=per_class, replace=False).tolist()
+            by_image = [pool[images[pool] == i] for i in np.unique(images[pool])]
+            if len(by_image) >= per_class:
+                picked = rng.choice(len(by_image), size=per_class, replace=False)
+                chosen += [int(rng.choice(by_image[i])) for i in picked]
+            else:
+                chosen += rng.choice(pool, size=per_class, replace=False).tolist()
         augment, self.train.augment = self.train.augment, None
         try:
             items = [self.train[i] for i in chosen]
