@@ -312,7 +312,8 @@ class ZPlusRule(ParametricRule):
                 z = z.add_(float(self.stabilizer))
             else:
                 z = self._stabilize(z)
-            return input * ops.transpose(input.shape, w_pos, relevance / z)
+            ratio = torch.div(relevance, z, out=z) if z.shape == relevance.shape else relevance / z
+            return ops.transpose(input.shape, w_pos, ratio).mul_(input)
         w_neg, _ = self._modified(module, "neg", _neg, bias="zero")
         x_pos, x_neg = _pos(input), _neg(input)
         denom = ops.forward(x_pos, w_pos, b_pos) + ops.forward(x_neg, w_neg, None)
