@@ -117,6 +117,12 @@ class OpenSlideSlide(BaseSlide):
             self._osr.read_region((0, 0), last, (1, 1))
         except openslide.OpenSlideError as exc:
             self._osr.close()
+            if "can not handle" in str(exc) or "cannot handle" in str(exc):
+                raise SlideError(
+                    f"unsupported pixel format: {exc}",
+                    path=self.path,
+                    hint="convert the image to 8-bit RGB (e.g. with vips or tifffile)",
+                ) from exc
             raise SlideError(
                 f"pixel data unreadable: {exc}; the file is probably truncated",
                 path=self.path,

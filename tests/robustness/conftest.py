@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -44,17 +45,39 @@ def run_cli(
     *args: str | Path,
     debug: bool = False,
     env: dict[str, str] | None = None,
-    timeout: int = 120,
-    user: int | None = None,
+    timeout: int = 180,
+    prefix: list[str] | None = None,
 ) -> CliResult:
-    """Run ``python -m pathxai ARGS`` and capture everything."""
-    argv = [sys.executable, "-m", "pathxai", *(["--debug"] if debug else []), *map(str, args)]
+    """Run ``python -m pathxai ARGS`` (optionally behind a command ``prefix``) and capture everything."""
+    argv = [
+        *(prefix or []),
+        sys.executable,
+        "-m",
+        "pathxai",
+        *(["--debug"] if debug else []),
+        *map(str, args),
+    ]
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     full_env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, env=full_env, user=user, cwd=os.getcwd()
-    )
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env)
     return CliResult(tuple(map(str, args)), proc.returncode, proc.stdout, proc.stderr)
+
+
+def unprivileged_prefix() -> list[str]:
+    """A command prefix under which file permissions apply; skips the test when impossible.
+
+    Root ignores permission bits, and ``/root`` (where the interpreter lives) is closed to other
+    uids, so as root we drop the capabilities that override permissions (``setpriv``).
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+        probe = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True)
+        if probe.returncode == 0:
+            return prefix
+    pytest.skip("running as root without setpriv: root reads any file, permissions cannot be tested")
 
 
 def run_main(*args: str | Path) -> CliResult:

@@ -7,8 +7,6 @@ heatmap batch CLI has its own cases in ``test_bad_heatmap_inputs.py``.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from pathxai.slide import open_slide
 from pathxai.slide.testing import write_synthetic_slide
 from pathxai.tiling import iter_tiles, tile_slide
 
-from .conftest import assert_clean_failure, leftovers, run_cli, run_main
+from .conftest import assert_clean_failure, leftovers, run_cli, run_main, unprivileged_prefix
 
 
 def _tiles(slide: Path, out_dir: Path, *extra: str) -> tuple[object, Path]:
@@ -100,41 +98,25 @@ def test_truncated_pixel_data_caught_at_open(tmp_path: Path) -> None:
 
 
 # ---- permissions --------------------------------------------------------------------------
-def _no_dac_override() -> list[str] | None:
-    """A command prefix that runs without root's permission override, or None if impossible."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
-    probe = subprocess.run([*prefix, sys.executable, "-c", "print(1)"], capture_output=True, text=True)
-    return prefix if probe.returncode == 0 else None
-
-
 def test_unreadable_slide_permissions(small_slide: Path, tmp_path: Path) -> None:
     bad = tmp_path / "locked.tiff"
     shutil.copy(small_slide, bad)
     bad.chmod(0)
-    import os
-
-    if os.geteuid() != 0:
-        prefix: list[str] = []
-    else:
-        found = _no_dac_override()
-        if found is None:
-            pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE (no setpriv): root reads any file")
-        prefix = found
-    for args in (
-        ["info", str(bad)],
-        ["tiles", str(bad), "--mpp", "1", "--out", str(tmp_path / "o" / "c.h5")],
-    ):
-        proc = subprocess.run(
-            [*prefix, sys.executable, "-m", "pathxai", *args], capture_output=True, text=True, timeout=120
-        )
-        from .conftest import CliResult
-
-        r = CliResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
-        assert_clean_failure(r, bad, "permission denied", "readable")
+    prefix = unprivileged_prefix()
+    assert_clean_failure(run_cli("info", bad, prefix=prefix), bad, "permission denied", "readable")
+    r = run_cli("tiles", bad, "--mpp", "1", "--out", tmp_path / "o" / "c.h5", prefix=prefix)
+    assert_clean_failure(r, bad, "permission denied", "readable")
     assert leftovers(tmp_path / "o") == []
+
+
+def test_unwritable_output_directory(small_slide: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    prefix = unprivileged_prefix()
+    r = run_cli("tiles", small_slide, "--mpp", "1", "--out", locked / "c.h5", "--workers", "0", prefix=prefix)
+    assert_clean_failure(r, "permission denied", locked)
+    assert leftovers(locked) == []
 
 
 # ---- slides that open but give nothing to tile ------------------------------------------
