@@ -1,0 +1,134 @@
+"""A small tile HTTP server (a daemon thread) for the viewer's OpenSeadragon component.
+
+Routes (GET/HEAD only; every file argument is a root index plus a relative path):
+
+- ``/health``
+- ``/slide/info?root=I&path=P``: deep-zoom geometry (JSON)
+- ``/slide/tile/Z/C_R.jpeg?root=I&path=P``: a slide tile
+- ``/overlay/tile/Z/C_R.png?store=S&layer=relevance|probability``: an overlay tile
+
+It binds ``127.0.0.1`` unless told otherwise, answers 403 for any path outside the roots
+(``..``, absolute paths, symlinks escaping, percent-encoded traversal), 404 for unknown routes or
+missing files, and never serves anything but rendered tiles and geometry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from pathxai.errors import PathXAIError
+from pathxai.viewer.paths import ConfinementError
+from pathxai.viewer.tiles import TileService
+
+_SLIDE_TILE = re.compile(r"^/slide/tile/(\d{1,2})/(\d{1,6})_(\d{1,6})\.jpeg$")
+_OVERLAY_TILE = re.compile(r"^/overlay/tile/(\d{1,2})/(\d{1,6})_(\d{1,6})\.png$")
+MAX_URL = 4096
+
+
+def _one(query: dict[str, list[str]], key: str) -> str:
+    vals = query.get(key, [])
+    if len(vals) != 1:
+        raise ValueError(f"expected exactly one '{key}' parameter")
+    return vals[0]
+
+
+def route(service: TileService, raw_path: str) -> tuple[int, str, bytes]:
+    """Answer one request path (with query): ``(status, content type, body)``.
+
+    Kept free of HTTP machinery so it can be tested directly.
+    """
+    if len(raw_path) > MAX_URL:
+        return HTTPStatus.REQUEST_URI_TOO_LONG, "text/plain", b"URL too long"
+    parts = urllib.parse.urlsplit(raw_path)
+    path = parts.path
+    try:
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+        if path == "/health":
+            return HTTPStatus.OK, "text/plain", b"ok"
+        if path == "/slide/info":
+            info = service.slide_info(int(_one(query, "root")), _one(query, "path"))
+            return HTTPStatus.OK, "application/json", json.dumps(info).encode()
+        if m := _SLIDE_TILE.match(path):
+            z, c, r = (int(g) for g in m.groups())
+            body = service.slide_tile(int(_one(query, "root")), _one(query, "path"), z, c, r)
+            return HTTPStatus.OK, "image/jpeg", body
+        if m := _OVERLAY_TILE.match(path):
+            z, c, r = (int(g) for g in m.groups())
+            body = service.overlay_tile(_one(query, "store"), _one(query, "layer"), z, c, r)
+            return HTTPStatus.OK, "image/png", body
+    except ConfinementError as exc:
+        return HTTPStatus.FORBIDDEN, "text/plain", f"forbidden: {exc}".encode()
+    except ValueError as exc:
+        return HTTPStatus.BAD_REQUEST, "text/plain", f"bad request: {exc}".encode()
+    except PathXAIError as exc:
+        return HTTPStatus.NOT_FOUND, "text/plain", f"not available: {exc}".encode()
+    return HTTPStatus.NOT_FOUND, "text/plain", b"not found"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "pathxai-tiles"
+    service: TileService  # set on the subclass made by TileServer
+
+    def _send(self, head_only: bool) -> None:
+        status, ctype, body = route(self.service, self.path)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        # Tiles are drawn into a canvas by OpenSeadragon in the Streamlit component's frame.
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Cache-Control", "max-age=600" if status == HTTPStatus.OK else "no-store")
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._send(head_only=False)
+
+    def do_HEAD(self) -> None:
+        self._send(head_only=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the console quiet (Streamlit owns it)."""
+
+
+class TileServer:
+    """The tile server in a daemon thread.
+
+    Parameters
+    ----------
+    service
+        What to serve.
+    host
+        Bind address (``127.0.0.1`` by default; ``0.0.0.0`` only inside a container).
+    port
+        Port (0: a free one).
+    """
+
+    def __init__(self, service: TileService, host: str = "127.0.0.1", port: int = 0) -> None:
+        handler = type("PathxaiTileHandler", (_Handler,), {"service": service})
+        self.service = service
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="pathxai-tiles", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """Base URL as seen from this machine."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def close(self) -> None:
+        """Stop serving and close every open file."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.service.close()
