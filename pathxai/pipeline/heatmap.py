@@ -1,0 +1,863 @@
+"""Slide heatmaps: tiles -> model + LRP (one forward/backward) -> resumable store -> stitched canvas -> exports.
+
+:func:`heatmap_slide` processes one slide; :func:`heatmap_batch` many (locally or one Dask task per
+slide, see :mod:`pathxai.pipeline.dask_runner`), with resume, per-slide summaries and a failure report.
+
+Per slide, under ``OUT``: ``<id>.h5`` (:class:`~pathxai.store.heatmap.HeatmapStore`), ``<id>.tif``
+(pyramidal RGB overlay at the overlay mpp, OpenSlide-readable), ``<id>.png`` (overview with colour
+bars), ``<id>.geojson`` (QuPath annotations of high-probability and high-relevance regions, level-0
+coordinates) and ``<id>.json`` (summary). Tiles are read by prefetching worker processes while torch
+computes, so I/O hides behind compute.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pathxai import __version__
+from pathxai.atomic import write_text_atomic
+from pathxai.errors import ManifestError, PathXAIError, ResolutionError, SlideError, StoreError
+from pathxai.geometry import Grid
+from pathxai.slide import BaseSlide, TissueSettings, open_slide
+from pathxai.stitch import WINDOWS, Stitcher, downsample2, n_levels, pool_tiles
+from pathxai.store.heatmap import HeatmapStore, final_path, partial_path
+from pathxai.store.lock import OutputLock
+from pathxai.tiling import SlideSource, iter_tiles, tile_slide
+
+__all__ = [
+    "EXPORTS",
+    "BatchResult",
+    "HeatmapSettings",
+    "SlideJob",
+    "SlideResult",
+    "heatmap_batch",
+    "heatmap_slide",
+    "resolve_jobs",
+]
+
+#: Export formats written beside each store.
+EXPORTS = ("tif", "png", "geojson")
+
+#: Called with the number of tiles just finished.
+TileProgress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class HeatmapSettings:
+    """Everything that determines a heatmap run (picklable, sent to Dask workers).
+
+    Attributes
+    ----------
+    model
+        ``"default"`` or a model directory / weights / card path.
+    method
+        A name from :data:`pathxai.explain.METHODS`.
+    mpp, size, stride
+        Tile resolution (µm/px), side and step in pixels; ``None``: the model card's mpp and
+        input size, stride = size.
+    canvas_downsample
+        Target pixels per canvas pixel ``k`` (overlay mpp = ``mpp * k``); must divide size and stride.
+    min_tissue
+        Minimum tissue fraction of a tile.
+    tissue
+        Tissue detection settings.
+    window
+        Overlap weighting (:data:`pathxai.stitch.WINDOWS`).
+    batch_size, workers, threads
+        Tiles per model batch, tile-reading processes, torch threads (``None``: torch's default).
+    exports
+        Which of :data:`EXPORTS` to write.
+    overwrite
+        Replace existing stores made with other settings instead of refusing.
+    opacity
+        PNG overlay opacity.
+    probability_threshold
+        Probability above which a region is exported as ``Tumor``.
+    """
+
+    model: str = "default"
+    method: str = "lrp"
+    mpp: float | None = None
+    size: int | None = None
+    stride: int | None = None
+    canvas_downsample: int = 4
+    min_tissue: float = 0.25
+    tissue: TissueSettings = field(default_factory=TissueSettings)
+    window: str = "count"
+    batch_size: int = 32
+    workers: int = 1
+    threads: int | None = None
+    exports: tuple[str, ...] = EXPORTS
+    overwrite: bool = False
+    opacity: float = 0.6
+    probability_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.canvas_downsample < 1:
+            raise ValueError(f"canvas_downsample must be >= 1, got {self.canvas_downsample}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError("batch_size must be >= 1 and workers >= 0")
+        unknown = set(self.exports) - set(EXPORTS)
+        if unknown:
+            raise ValueError(f"unknown exports {sorted(unknown)}; choose from {EXPORTS}")
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """One slide to process: its path, output id and optional level-0 mpp override."""
+
+    path: str
+    slide_id: str
+    slide_mpp: float | None = None
+
+
+@dataclass
+class SlideResult:
+    """Outcome of one slide: ``status`` is ``"done"``, ``"skipped"`` (already complete) or ``"failed"``."""
+
+    slide_id: str
+    path: str
+    status: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """Outcome of a batch: every slide's result and the failures file."""
+
+    results: list[SlideResult]
+    failures_path: Path
+
+    @property
+    def failed(self) -> list[SlideResult]:
+        """The slides that failed."""
+        return [r for r in self.results if r.status == "failed"]
+
+
+# ---- model and explainer, prepared once per process -----------------------------------------
+_PREPARED: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+
+def _prepared(model_ref: str, method: str) -> tuple[Any, Any, Any]:
+    """Return ``(model, card, explainer)`` for a model reference and method, cached per process."""
+    key = (str(model_ref), method)
+    if key not in _PREPARED:
+        from pathxai.explain import Explainer
+        from pathxai.model import load_model_with_card
+
+        model, card = load_model_with_card(model_ref)
+        explainer = Explainer(model, method, target_class=card.tumour_index)
+        _PREPARED.clear()  # one model per process at a time bounds memory
+        _PREPARED[key] = (model, card, explainer)
+    return _PREPARED[key]
+
+
+def _run_params(settings: HeatmapSettings, card: Any) -> tuple[float, int, int, int]:
+    mpp = float(settings.mpp if settings.mpp is not None else card.mpp)
+    size = int(settings.size if settings.size is not None else card.input_size)
+    stride = int(settings.stride if settings.stride is not None else size)
+    k = settings.canvas_downsample
+    if size % k or stride % k:
+        raise ValueError(
+            f"tile size {size} and stride {stride} must be divisible by the canvas downsample {k} "
+            "(exact alignment); choose --size/--stride multiples of it or another --canvas-downsample"
+        )
+    return mpp, size, stride, k
+
+
+def _expected_attrs(
+    settings: HeatmapSettings,
+    card: Any,
+    slide: BaseSlide,
+    job: SlideJob,
+    grid_params: tuple[float, int, int, int],
+) -> dict[str, Any]:
+    mpp, size, stride, k = grid_params
+    return {
+        "slide": str(job.path),
+        "slide_id": job.slide_id,
+        "slide_mpp": float(slide.mpp),
+        "mpp_source": slide.resolution.source,
+        "l0_width": int(slide.dimensions[0]),
+        "l0_height": int(slide.dimensions[1]),
+        "mpp": mpp,
+        "size": size,
+        "stride": stride,
+        "overlay_mpp": mpp * k,
+        "canvas_downsample": k,
+        "min_tissue": float(settings.min_tissue),
+        "tissue_settings": settings.tissue.to_dict(),
+        "model_sha256": card.weights_sha256,
+        "model_name": str(settings.model) if str(settings.model) == "default" else Path(settings.model).name,
+        "model_arch": card.arch,
+        "classes": list(card.classes),
+        "method": settings.method,
+        "target_class": int(card.tumour_index),
+        "window": settings.window,
+        "pathxai_version": __version__,
+    }
+
+
+def _canvas_shape(grid: Grid, k: int) -> tuple[int, int]:
+    return max(1, math.ceil(grid.m_height / k)), max(1, math.ceil(grid.m_width / k))
+
+
+def _canvas_bands(
+    store: HeatmapStore,
+    k: int,
+    canvas_shape: tuple[int, int],
+    levels: int,
+    window: str,
+    tumour_index: int,
+    vmax_sample: list[np.ndarray],
+    band_pixels: int = 1 << 22,
+) -> Iterator[tuple[str, int, int, np.ndarray]]:
+    """Stitch the store's tiles band by band (memory: one band) and yield every pyramid level's rows."""
+    h, w = canvas_shape
+    m_xy = store.m_coords
+    c_x, c_y = m_xy[:, 0] // k, m_xy[:, 1] // k
+    tile_c = int(store.attrs["size"]) // k
+    ok = ~store.failed
+    probs = store.probabilities[:, tumour_index] if store.n_tiles else np.zeros(0, np.float32)
+    step = 2**levels
+    band = max(step, (max(tile_c, band_pixels // max(w, 1)) // step) * step)
+    n_valid_est = max(1, int(ok.sum()) * tile_c * tile_c)
+    stride_sample = max(1, n_valid_est // 2_000_000)
+    for r0 in range(0, h, band):
+        rows = min(band, h - r0)
+        i0 = int(np.searchsorted(c_y, r0 - tile_c, side="right"))
+        i1 = int(np.searchsorted(c_y, r0 + rows, side="left"))
+        maps = store.tile_relevance(slice(i0, i1)) if i1 > i0 else np.zeros((0, tile_c, tile_c), np.float32)
+        rel_st = Stitcher(w, rows, tile_c, window, row0=r0)
+        prob_st = Stitcher(w, rows, tile_c, window, row0=r0)
+        for j in range(i0, i1):
+            if ok[j]:
+                rel_st.add(int(c_x[j]), int(c_y[j]), maps[j - i0])
+                prob_st.add(int(c_x[j]), int(c_y[j]), float(probs[j]))
+        rel, count = rel_st.result()
+        prob, _ = prob_st.result()
+        finite = rel[np.isfinite(rel)]
+        if finite.size:
+            vmax_sample.append(np.abs(finite[::stride_sample]))
+        yield "relevance", 0, r0, rel
+        yield "probability", 0, r0, prob
+        yield "count", 0, r0, count
+        for level in range(1, levels + 1):
+            rel, prob = downsample2(rel), downsample2(prob)
+            yield "relevance", level, r0 >> level, rel
+            yield "probability", level, r0 >> level, prob
+
+
+def _slide_id(path: Path, used: set[str]) -> str:
+    base = path.stem or "slide"
+    sid, i = base, 2
+    while sid in used:
+        sid, i = f"{base}-{i}", i + 1
+    used.add(sid)
+    return sid
+
+
+def _read_manifest_paths(
+    manifest: Path, data_root: Path | None
+) -> list[tuple[Path, str | None, float | None]]:
+    from pathxai.manifest import ManifestRecord, resolve
+
+    root = data_root if data_root is not None else manifest.parent
+    try:
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+            if "path" not in cols:
+                raise ManifestError(
+                    f"manifest has no 'path' column (columns: {sorted(cols)})",
+                    path=manifest,
+                    hint="a heatmap manifest needs a 'path' column, relative to --data-root",
+                )
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ManifestError(f"cannot read manifest ({exc})", path=manifest) from exc
+    out: list[tuple[Path, str | None, float | None]] = []
+    for line, row in enumerate(rows, start=2):
+        raw = (row.get(cols["path"]) or "").strip()
+        if not raw:
+            raise ManifestError(f"line {line}: empty path", path=manifest)
+        rec = ManifestRecord(line, raw, raw, None, None, None, None, None, None, None, None, None)
+        try:
+            full = resolve(rec, root)
+        except ManifestError as exc:
+            raise ManifestError(str(exc), path=manifest, hint=exc.hint) from exc
+        sid = next(
+            (row[cols[c]].strip() for c in ("slide_id", "id") if c in cols and row[cols[c]].strip()), None
+        )
+        mpp_raw = next(
+            (row[cols[c]].strip() for c in ("slide_mpp", "mpp") if c in cols and row[cols[c]].strip()), ""
+        )
+        try:
+            mpp = float(mpp_raw) if mpp_raw else None
+        except ValueError:
+            raise ManifestError(f"line {line}: mpp {mpp_raw!r} is not a number", path=manifest) from None
+        out.append((full, sid, mpp))
+    return out
+
+
+def resolve_jobs(
+    inputs: Sequence[str | Path], data_root: str | Path | None = None, slide_mpp: float | None = None
+) -> list[SlideJob]:
+    """Expand slide paths and manifests (``.csv`` with a ``path`` column) into jobs with unique ids.
+
+    Manifest paths are resolved inside ``data_root`` (default: the manifest's folder) and may not
+    escape it; optional ``slide_id``/``id`` and ``slide_mpp``/``mpp`` columns are honoured.
+    ``slide_mpp`` applies to slides without their own.
+    """
+    used: set[str] = set()
+    jobs: list[SlideJob] = []
+    root = Path(data_root) if data_root is not None else None
+    for item in inputs:
+        p = Path(item)
+        if p.suffix.lower() == ".csv":
+            if not p.is_file():
+                raise ManifestError("manifest not found", path=p)
+            for full, sid, mpp in _read_manifest_paths(p, root):
+                name = sid if sid and sid not in used else _slide_id(full, used)
+                used.add(name)
+                jobs.append(SlideJob(str(full), name, mpp if mpp is not None else slide_mpp))
+        else:
+            if root is not None and not p.is_absolute() and not p.exists():
+                p = root / p
+            jobs.append(SlideJob(str(p), _slide_id(p, used), slide_mpp))
+    return jobs
+
+
+def _remove_outputs(out_dir: Path, slide_id: str) -> None:
+    for suffix in (".h5", ".partial.h5", ".tif", ".png", ".geojson", ".json"):
+        (out_dir / f"{slide_id}{suffix}").unlink(missing_ok=True)
+
+
+def _output_paths(out_dir: Path, slide_id: str, exports: Sequence[str]) -> dict[str, Path]:
+    paths = {"h5": final_path(out_dir, slide_id), "json": out_dir / f"{slide_id}.json"}
+    for ext in exports:
+        paths[ext] = out_dir / f"{slide_id}.{ext}"
+    return paths
+
+
+def _compute(
+    store: HeatmapStore,
+    grid: Grid,
+    source: SlideSource,
+    settings: HeatmapSettings,
+    card: Any,
+    explainer: Any,
+    batch_size: int,
+    k: int,
+    progress: TileProgress | None,
+) -> tuple[list[str], dict[str, float]]:
+    """Run the model + explainer over the tiles not yet done; return failure messages and timings."""
+    import torch
+
+    from pathxai.model import preprocess
+
+    done = store.done
+    n = len(grid.specs)
+    todo = [s for s in range(0, n, batch_size) if not bool(done[s : s + batch_size].all())]
+    if progress is not None and n - sum(min(batch_size, n - s) for s in todo):
+        progress(n - sum(min(batch_size, n - s) for s in todo))
+    failures: list[str] = []
+    timings = {"wait_tiles_s": 0.0, "compute_s": 0.0, "write_s": 0.0}
+    if not todo:
+        return failures, timings
+    specs = tuple(sp for s in todo for sp in grid.specs[s : s + batch_size])
+    tissue = np.concatenate([grid.tissue[s : s + batch_size] for s in todo])
+    sub = dataclasses.replace(grid, specs=specs, tissue=tissue)
+    starts = iter(todo)
+    # A daemonic process (e.g. a Dask worker) may not start children: read in-process there.
+    workers = 0 if mp.current_process().daemon else settings.workers
+    tumour = int(card.tumour_index)
+    t_wait = time.perf_counter()
+    for batch in iter_tiles(source, sub, batch_size=batch_size, workers=workers):
+        t0 = time.perf_counter()
+        timings["wait_tiles_s"] += t0 - t_wait
+        start = next(starts)
+        x = preprocess(batch.pixels, card)
+        with torch.inference_mode(False):
+            result = explainer(x, tumour)
+        probs = result.probabilities.astype(np.float32)
+        pooled = pool_tiles(result.relevance, k, "sum")
+        bad = ~batch.ok
+        if bad.any():
+            probs[bad] = np.nan
+            pooled[bad] = 0.0
+            failures.extend(msg for _, msg in batch.failed)
+        t1 = time.perf_counter()
+        store.write_batch(start, probs, pooled, failed=bad)
+        t_wait = time.perf_counter()
+        timings["compute_s"] += t1 - t0
+        timings["write_s"] += t_wait - t1
+        if progress is not None:
+            progress(len(batch))
+    return failures, timings
+
+
+def _open_or_create(
+    job: SlideJob,
+    out_dir: Path,
+    grid: Grid,
+    expected: dict[str, Any],
+    n_classes: int,
+    tile_px: int,
+    batch_size: int,
+    overwrite: bool,
+) -> tuple[HeatmapStore, bool]:
+    """Resume a matching partial store or create one; returns ``(store, resumed)``."""
+    ppath = partial_path(out_dir, job.slide_id)
+    t_index = np.array([(s.t_col, s.t_row) for s in grid.specs], dtype=np.int32).reshape(-1, 2)
+    if ppath.exists() and not overwrite:
+        try:
+            store = HeatmapStore.resume(ppath, expected)
+        except StoreError as exc:
+            if "other settings" in str(exc):
+                raise
+            ppath.unlink(missing_ok=True)  # unreadable leftovers of a killed run: start over
+        else:
+            if store.n_tiles == len(grid.specs) and np.array_equal(store.coords, grid.coords()):
+                return store, True
+            store.close()
+            raise StoreError(
+                "partial store has other tiles than this run's grid (slide changed?)",
+                path=ppath,
+                hint="rerun with --overwrite to start this slide again",
+            )
+    store = HeatmapStore.create(
+        ppath,
+        coords=grid.coords(),
+        m_coords=grid.m_coords(),
+        t_index=t_index,
+        tissue=grid.tissue,
+        n_classes=n_classes,
+        tile_px=tile_px,
+        attrs={**expected, "batch_size": batch_size},
+    )
+    return store, False
+
+
+def _read_or_white(slide: BaseSlide, x: int, y: int, w: int, h: int, out_w: int, out_h: int) -> np.ndarray:
+    """Background pixels for an export; an unreadable region (corrupt tile) is left white."""
+    try:
+        return slide.read_l0_region(x, y, w, h, out_w, out_h)
+    except SlideError:
+        return np.full((out_h, out_w, 3), 255, dtype=np.uint8)
+
+
+def _write_exports(
+    store_path: Path, slide: BaseSlide, paths: dict[str, Path], settings: HeatmapSettings
+) -> dict[str, float]:
+    """Write the requested exports from a complete store; return per-export seconds."""
+    from pathxai.export import mask_features, write_geojson, write_png, write_pyramid_tiff
+    from pathxai.render.heatmap import blend, overview_image, relevance_rgba
+
+    timings: dict[str, float] = {}
+    with HeatmapStore.open(store_path) as store:
+        attrs = store.attrs
+        vmax = float(attrs["relevance_vmax"])
+        levels = store.levels
+        # the coarsest level with at most ~4 M pixels for the overview and the polygons
+        small = next((lv for lv in range(levels + 1) if math.prod(store.level_shape(lv)) <= 1 << 22), levels)
+        f0 = store.l0_per_pixel(0)
+        if "tif" in settings.exports:
+            t0 = time.perf_counter()
+            shapes = [store.level_shape(lv) for lv in range(levels + 1)]
+
+            def tile_fn(level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+                f = f0 * 2**level
+                l0x, l0y = round(x * f), round(y * f)
+                l0w = max(1, min(round((x + w) * f), slide.dimensions[0]) - l0x)
+                l0h = max(1, min(round((y + h) * f), slide.dimensions[1]) - l0y)
+                base = np.full((h, w, 3), 255, dtype=np.uint8)
+                if l0x < slide.dimensions[0] and l0y < slide.dimensions[1]:
+                    bw = min(w, max(1, round(l0w / f)))
+                    bh = min(h, max(1, round(l0h / f)))
+                    base[:bh, :bw] = _read_or_white(slide, l0x, l0y, l0w, l0h, bw, bh)
+                rel = store.region(level, x, y, w, h, "relevance")
+                return blend(base, relevance_rgba(rel, vmax), 0.85)
+
+            write_pyramid_tiff(
+                paths["tif"],
+                shapes,
+                tile_fn,
+                mpp=float(attrs["overlay_mpp"]),
+                description=f"pathxai {attrs['method']} relevance overlay of {attrs['slide_id']}",
+            )
+            timings["tif_s"] = time.perf_counter() - t0
+        if "png" in settings.exports or "geojson" in settings.exports:
+            rel_small, prob_small = store.relevance(small), store.probability(small)
+        if "png" in settings.exports:
+            t0 = time.perf_counter()
+            sh, sw = rel_small.shape
+            scale = max(1, math.ceil(1024 / max(sh, sw)))
+            f = store.l0_per_pixel(small) / scale
+            th, tw = sh * scale, sw * scale
+            l0w = min(round(tw * f), slide.dimensions[0])
+            l0h = min(round(th * f), slide.dimensions[1])
+            thumb = np.full((th, tw, 3), 255, dtype=np.uint8)
+            bw, bh = max(1, round(l0w / f)), max(1, round(l0h / f))
+            thumb[: min(bh, th), : min(bw, tw)] = _read_or_white(slide, 0, 0, l0w, l0h, bw, bh)[:th, :tw]
+            title = (
+                f"{attrs['slide_id']}  {attrs['method']}  tiles {store.n_tiles} @ {attrs['mpp']:.3g} um/px"
+                f"  overlay {attrs['overlay_mpp']:.3g} um/px"
+            )
+            write_png(
+                paths["png"], overview_image(thumb, prob_small, rel_small, vmax, settings.opacity, title)
+            )
+            timings["png_s"] = time.perf_counter() - t0
+        if "geojson" in settings.exports:
+            t0 = time.perf_counter()
+            from scipy import ndimage
+
+            fl = store.l0_per_pixel(small)
+            prob_mask = np.nan_to_num(prob_small, nan=0.0) >= settings.probability_threshold
+            rel_pos = np.nan_to_num(rel_small, nan=0.0)
+            smooth = ndimage.gaussian_filter(rel_pos, sigma=1.0)
+            pos = smooth[smooth > 0]
+            thr = 0.5 * float(np.percentile(pos, 99.5)) if pos.size else np.inf
+            rel_mask = smooth >= thr
+            common = {"slide_id": attrs["slide_id"], "method": attrs["method"]}
+            feats = mask_features(
+                prob_mask, fl, "Tumor", (200, 0, 0), values=prob_small, properties=common
+            ) + mask_features(
+                rel_mask, fl, "High relevance", (255, 128, 0), values=rel_small, properties=common
+            )
+            write_geojson(
+                paths["geojson"],
+                feats,
+                properties={
+                    "slide": attrs["slide"],
+                    "coordinates": "level-0 pixels",
+                    "probability_threshold": settings.probability_threshold,
+                    "relevance_threshold": thr if np.isfinite(thr) else None,
+                },
+            )
+            timings["geojson_s"] = time.perf_counter() - t0
+    return timings
+
+
+def _summary(store_path: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    with HeatmapStore.open(store_path) as store:
+        attrs = store.attrs
+        probs = store.probabilities
+        failed = store.failed
+        tumour = int(attrs["target_class"])
+        p = probs[~failed, tumour] if len(probs) else np.zeros(0)
+        summary = {
+            "slide": attrs["slide"],
+            "slide_id": attrs["slide_id"],
+            "n_tiles": store.n_tiles,
+            "n_failed_tiles": int(failed.sum()),
+            "mean_probability": float(p.mean()) if p.size else None,
+            "max_probability": float(p.max()) if p.size else None,
+            "fraction_tiles_above_0.5": float((p > 0.5).mean()) if p.size else None,
+            "relevance_vmax": float(attrs["relevance_vmax"]),
+            "canvas_shape": list(store.level_shape(0)),
+            "levels": store.n_levels,
+            "settings": {
+                k: attrs[k]
+                for k in (
+                    "mpp",
+                    "size",
+                    "stride",
+                    "overlay_mpp",
+                    "slide_mpp",
+                    "mpp_source",
+                    "method",
+                    "model_name",
+                    "model_sha256",
+                    "window",
+                    "min_tissue",
+                )
+            },
+        }
+    summary.update(extra)
+    return summary
+
+
+def heatmap_slide(
+    path: str | Path,
+    out_dir: str | Path,
+    settings: HeatmapSettings | None = None,
+    slide_id: str | None = None,
+    slide_mpp: float | None = None,
+    progress: TileProgress | None = None,
+    on_start: Callable[[str, int], None] | None = None,
+) -> SlideResult:
+    """Compute (or resume, or skip when complete) the heatmap of one slide.
+
+    Parameters
+    ----------
+    path
+        Slide file.
+    out_dir
+        Output directory (the caller holds its lock when running several slides; see
+        :func:`heatmap_batch`).
+    settings
+        Run settings.
+    slide_id
+        Output name (default: the file stem).
+    slide_mpp
+        Level-0 µm/px override.
+    progress
+        Called with the number of tiles finished after each batch.
+    on_start
+        Called with ``(slide_id, n_tiles)`` once the grid is known.
+
+    Returns
+    -------
+    SlideResult
+        ``status`` ``"done"`` or ``"skipped"``.
+
+    Raises
+    ------
+    PathXAIError
+        For an unreadable slide, a missing resolution, a bad model, or a store from other settings.
+    """
+    settings = settings or HeatmapSettings()
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    job = SlideJob(str(path), slide_id or Path(path).stem, slide_mpp)
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    _model, card, explainer = _prepared(settings.model, settings.method)
+    params = _run_params(settings, card)
+    mpp, size, stride, k = params
+    paths = _output_paths(out, job.slide_id, settings.exports)
+    if settings.overwrite:
+        _remove_outputs(out, job.slide_id)
+    timings: dict[str, float] = {}
+    with open_slide(job.path, mpp=job.slide_mpp) as slide:
+        if slide.resolution.mpp is None:
+            raise ResolutionError(
+                f"unknown resolution: {slide.resolution.note}",
+                path=job.path,
+                hint="pass the level-0 resolution, e.g. --slide-mpp 0.5 for a 20x scan",
+            )
+        expected = _expected_attrs(settings, card, slide, job, params)
+        if paths["h5"].exists():
+            with HeatmapStore.open(paths["h5"]) as existing:
+                existing.check_compatible(expected)
+                complete = existing.attrs.get("status") == "complete"
+            if complete:
+                missing = [e for e in settings.exports if not paths[e].exists()]
+                if missing:
+                    timings.update(_write_exports(paths["h5"], slide, paths, settings))
+                if missing or not paths["json"].exists():
+                    summary = _summary(
+                        paths["h5"], {"timings": timings, "note": "exports completed on resume"}
+                    )
+                    write_text_atomic(paths["json"], _json(summary))
+                summary = _load_json(paths["json"])
+                return SlideResult(job.slide_id, job.path, "skipped", _str_paths(paths), summary)
+        t0 = time.perf_counter()
+        grid, mask = tile_slide(slide, mpp, size, stride, settings.min_tissue, settings.tissue)
+        timings["tissue_grid_s"] = time.perf_counter() - t0
+        if on_start is not None:
+            on_start(job.slide_id, len(grid.specs))
+        store, resumed = _open_or_create(
+            job, out, grid, expected, len(card.classes), size // k, settings.batch_size, settings.overwrite
+        )
+        try:
+            batch_size = int(store.attrs.get("batch_size", settings.batch_size))
+            t0 = time.perf_counter()
+            failures, ctimes = _compute(
+                store,
+                grid,
+                SlideSource(job.path, job.slide_mpp),
+                settings,
+                card,
+                explainer,
+                batch_size,
+                k,
+                progress,
+            )
+            timings["tiles_s"] = time.perf_counter() - t0
+            timings.update(ctimes)
+            # Failures of batches finished by an earlier (killed) run are reported from the store.
+            t0 = time.perf_counter()
+            canvas_shape = _canvas_shape(grid, k)
+            levels = n_levels(canvas_shape, 256)
+            samples: list[np.ndarray] = []
+            bands = _canvas_bands(
+                store, k, canvas_shape, levels, settings.window, int(card.tumour_index), samples
+            )
+
+            def final_attrs() -> dict[str, Any]:
+                from pathxai.render.heatmap import robust_vmax
+
+                vals = np.concatenate(samples) if samples else np.zeros(0, np.float32)
+                return {"relevance_vmax": robust_vmax(vals), "tissue_fraction": mask.fraction}
+
+            store.finalize(paths["h5"], canvas_shape, levels, bands, final_attrs, tile_chunk=batch_size)
+            timings["finalize_s"] = time.perf_counter() - t0
+        finally:
+            store.close()
+        t0 = time.perf_counter()
+        timings.update(_write_exports(paths["h5"], slide, paths, settings))
+        timings["exports_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    with HeatmapStore.open(paths["h5"]) as st:
+        failed_idx = np.flatnonzero(st.failed)
+        coords = st.coords
+    extra = {
+        "resumed": resumed,
+        "timings": {k_: round(v, 3) for k_, v in timings.items()},
+        "tiles_per_s": round(len(grid.specs) / timings["tiles_s"], 2) if timings.get("tiles_s") else None,
+        "failed_tiles": [
+            {"index": int(i), "l0_x": int(coords[i, 0]), "l0_y": int(coords[i, 1])} for i in failed_idx
+        ],
+        "failure_messages": failures,
+        "pathxai_version": __version__,
+    }
+    summary = _summary(paths["h5"], extra)
+    write_text_atomic(paths["json"], _json(summary))
+    return SlideResult(job.slide_id, job.path, "done", _str_paths(paths), summary)
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, default=float) + "\n"
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def _str_paths(paths: dict[str, Path]) -> dict[str, str]:
+    return {k: str(v) for k, v in paths.items()}
+
+
+def run_job(job: SlideJob, out_dir: str | Path, settings: HeatmapSettings, **kwargs: Any) -> SlideResult:
+    """Run one job, turning any failure into a ``"failed"`` result (so one slide never stops a batch)."""
+    try:
+        return heatmap_slide(job.path, out_dir, settings, job.slide_id, job.slide_mpp, **kwargs)
+    except KeyboardInterrupt:
+        raise
+    except PathXAIError as exc:
+        return SlideResult(job.slide_id, job.path, "failed", error=str(exc))
+    except Exception as exc:  # an unexpected bug on one slide must not stop the others
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return SlideResult(job.slide_id, job.path, "failed", error=f"unexpected error: {tb}")
+
+
+def _clean_stale_temporaries(out_dir: Path) -> None:
+    """Remove temporary files of killed runs (never a final name: those are only ever renamed into place)."""
+    for tmp in out_dir.glob(".*.part*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
+def heatmap_batch(
+    inputs: Sequence[str | Path] | Sequence[SlideJob],
+    out_dir: str | Path,
+    settings: HeatmapSettings | None = None,
+    data_root: str | Path | None = None,
+    slide_mpp: float | None = None,
+    dask: str | None = None,
+    dask_workers: int = 2,
+    on_start: Callable[[str, int], None] | None = None,
+    progress: TileProgress | None = None,
+    on_done: Callable[[SlideResult], None] | None = None,
+) -> BatchResult:
+    """Heatmaps of many slides with resume and a failure report, locally or on Dask.
+
+    Parameters
+    ----------
+    inputs
+        Slide paths and/or manifest CSVs (``path`` column), or prepared :class:`SlideJob` s.
+    out_dir
+        Output directory; locked for the duration (:class:`~pathxai.store.lock.OutputLock`).
+    settings
+        Run settings.
+    data_root
+        Root for manifest paths.
+    slide_mpp
+        Level-0 µm/px override for slides without their own.
+    dask
+        ``None`` (in this process), ``"local"`` (a ``LocalCluster``) or a scheduler address.
+    dask_workers
+        Worker processes of a local cluster.
+    on_start, progress
+        Per-slide callbacks (local runs only): grid known ``(slide_id, n_tiles)``; tiles finished.
+    on_done
+        Called with each slide's result as it finishes.
+
+    Returns
+    -------
+    BatchResult
+        Every result; failures are also written to ``OUT/failures.json``.
+
+    Raises
+    ------
+    OutputLockedError
+        If another run holds ``out_dir``.
+    """
+    settings = settings or HeatmapSettings()
+    out = Path(out_dir)
+    jobs: list[SlideJob] = (
+        [i for i in inputs if isinstance(i, SlideJob)]
+        if inputs and all(isinstance(i, SlideJob) for i in inputs)
+        else resolve_jobs([i for i in inputs if not isinstance(i, SlideJob)], data_root, slide_mpp)
+    )
+    results: list[SlideResult] = []
+    with OutputLock(out):
+        _clean_stale_temporaries(out)
+        if dask:
+            from pathxai.pipeline.dask_runner import run_on_dask
+
+            for result in run_on_dask(jobs, out, settings, dask, dask_workers):
+                results.append(result)
+                if on_done is not None:
+                    on_done(result)
+        else:
+            for job in jobs:
+                result = run_job(job, out, settings, progress=progress, on_start=on_start)
+                results.append(result)
+                if on_done is not None:
+                    on_done(result)
+        failures = [
+            {"slide_id": r.slide_id, "path": r.path, "error": r.error}
+            for r in results
+            if r.status == "failed"
+        ]
+        fpath = out / "failures.json"
+        write_text_atomic(
+            fpath, _json({"n_slides": len(results), "n_failed": len(failures), "failures": failures})
+        )
+    order = {j.slide_id: i for i, j in enumerate(jobs)}
+    results.sort(key=lambda r: order.get(r.slide_id, len(order)))
+    return BatchResult(results, fpath)
+
+
+def default_workers() -> int:
+    """Tile-reading processes for this machine: one per spare core, at least one."""
+    return max(1, (os.cpu_count() or 2) - 1)

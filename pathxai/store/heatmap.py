@@ -1,0 +1,535 @@
+"""Per-slide heatmap store in HDF5 (schema ``pathxai.heatmap/1``).
+
+One file per slide, ``DIR/<slide_id>.h5``:
+
+- ``/coords`` ``(N, 2)`` int64 level-0 tile origins, ``/m_coords`` ``(N, 2)`` origins at the tile mpp,
+  ``/t_index`` ``(N, 2)`` int32 tile ``(column, row)``, ``/tissue`` ``(N,)`` float32 tissue fraction
+  (same meaning as :mod:`pathxai.store.coords`);
+- ``/probabilities`` ``(N, C)`` float32 per tile (NaN for unreadable tiles), ``/done`` ``(N,)`` bool
+  progress markers, ``/failed`` ``(N,)`` bool unreadable tiles;
+- ``/tile_relevance`` ``(N, s/k, s/k)`` float32 relevance of each tile pooled (summed) to the canvas
+  resolution, chunked per batch;
+- ``/relevance/0`` float32 ``(H_c, W_c)`` stitched canvas at ``overlay_mpp = mpp * k``, NaN where no
+  tile covered, ``/relevance/1..L`` 2x NaN-aware downsampled levels; ``/probability/0..L`` the tumour
+  probability stitched the same way; ``/count/0`` the overlap weights;
+- attributes: ``schema``, ``status``, ``slide``, ``slide_id``, ``slide_mpp``, ``mpp_source``,
+  ``l0_width``, ``l0_height``, ``mpp``, ``size``, ``stride``, ``overlay_mpp``, ``canvas_downsample``,
+  ``min_tissue``, ``tissue_settings`` (JSON), ``model_sha256``, ``model_name``, ``method``,
+  ``target_class``, ``window``, ``batch_size``, ``relevance_vmax``, ``pathxai_version``, ``created``.
+
+Crash safety. A run writes ``DIR/<slide_id>.partial.h5``, whose datasets are all created (and their
+storage allocated) when the file is created: afterwards a batch only overwrites raw bytes at fixed
+offsets, flushes, and then sets its ``/done`` markers and flushes again, so a killed process leaves
+at worst a batch without markers, and HDF5's metadata is never being rewritten. Finalising never
+modifies the partial file: the complete store is written to a temporary file that is renamed to
+``DIR/<slide_id>.h5`` (:func:`pathxai.atomic.atomic_path`) before the partial file is removed.
+Nothing half-written ever carries the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import h5py
+import numpy as np
+
+from pathxai.atomic import atomic_path
+from pathxai.errors import StoreError
+
+__all__ = [
+    "CANVAS_LAYERS",
+    "HEATMAP_SCHEMA",
+    "MATCH_KEYS",
+    "HeatmapStore",
+    "final_path",
+    "partial_path",
+]
+
+HEATMAP_SCHEMA = "pathxai.heatmap/1"
+
+#: Stitched layers of a complete store (``count`` only has level 0).
+CANVAS_LAYERS = ("relevance", "probability", "count")
+
+#: Attributes that must agree between a store and a requested run (else :class:`StoreError`).
+MATCH_KEYS = (
+    "model_sha256",
+    "method",
+    "target_class",
+    "mpp",
+    "size",
+    "stride",
+    "slide_mpp",
+    "canvas_downsample",
+    "min_tissue",
+    "tissue_settings",
+    "window",
+)
+
+_PER_TILE = ("coords", "m_coords", "t_index", "tissue", "probabilities", "done", "failed", "tile_relevance")
+_GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+def final_path(directory: str | Path, slide_id: str) -> Path:
+    """Where the complete store of ``slide_id`` lives."""
+    return Path(directory) / f"{slide_id}.h5"
+
+
+def partial_path(directory: str | Path, slide_id: str) -> Path:
+    """Where an unfinished run of ``slide_id`` keeps its progress."""
+    return Path(directory) / f"{slide_id}.partial.h5"
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return ""
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    a, b = _plain(a), _plain(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
+    if isinstance(a, str) and isinstance(b, str) and a[:1] in "{[" and b[:1] in "{[":
+        try:
+            return bool(json.loads(a) == json.loads(b))
+        except json.JSONDecodeError:
+            return a == b
+    return bool(a == b)
+
+
+def _early_dcpl() -> h5py.h5p.PropDCID:
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    return dcpl
+
+
+class HeatmapStore:
+    """A heatmap store: a writable partial run, or a read-only complete (or partial) file.
+
+    Build one with :meth:`create`, :meth:`resume` or :meth:`open`; use it as a context manager.
+    """
+
+    def __init__(self, h5: h5py.File, path: Path, writable: bool) -> None:
+        self._h5: h5py.File | None = h5
+        self.path = path
+        self.writable = writable
+
+    # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        coords: np.ndarray,
+        m_coords: np.ndarray,
+        t_index: np.ndarray,
+        tissue: np.ndarray,
+        n_classes: int,
+        tile_px: int,
+        attrs: Mapping[str, Any],
+    ) -> HeatmapStore:
+        """Create a partial store (replacing any file at ``path``) with every dataset allocated.
+
+        Parameters
+        ----------
+        path
+            The partial file, normally :func:`partial_path`.
+        coords, m_coords, t_index, tissue
+            Per-tile geometry, ``N`` rows each.
+        n_classes
+            Number of model classes (columns of ``/probabilities``).
+        tile_px
+            Side of a tile's pooled relevance map (``size / canvas_downsample``).
+        attrs
+            Run settings (see the module docstring); dicts are stored as JSON.
+
+        Returns
+        -------
+        HeatmapStore
+            Writable; call :meth:`write_batch` then :meth:`finalize`.
+        """
+        path = Path(path)
+        n = len(coords)
+        if not (len(m_coords) == len(t_index) == len(tissue) == n):
+            raise ValueError("coords, m_coords, t_index and tissue must have the same length")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        try:
+            h5 = h5py.File(path, "w")
+        except OSError as exc:
+            raise StoreError(f"cannot create the store ({exc})", path=path) from exc
+        try:
+            for key, value in attrs.items():
+                h5.attrs[key] = _attr_value(value)
+            h5.attrs["schema"] = HEATMAP_SCHEMA
+            h5.attrs["status"] = "partial"
+            h5.attrs["n_tiles"] = n
+            h5.attrs.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            h5.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(n, 2))
+            h5.create_dataset("m_coords", data=np.asarray(m_coords, np.int64).reshape(n, 2))
+            h5.create_dataset("t_index", data=np.asarray(t_index, np.int32).reshape(n, 2))
+            h5.create_dataset("tissue", data=np.asarray(tissue, np.float32).reshape(n))
+            h5.create_dataset("probabilities", shape=(n, n_classes), dtype="f4", dcpl=_early_dcpl())
+            h5.create_dataset("tile_relevance", shape=(n, tile_px, tile_px), dtype="f4", dcpl=_early_dcpl())
+            h5.create_dataset("done", data=np.zeros(n, dtype=bool))
+            h5.create_dataset("failed", data=np.zeros(n, dtype=bool))
+            h5.flush()
+        except BaseException:
+            h5.close()
+            path.unlink(missing_ok=True)
+            raise
+        return cls(h5, path, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path) -> HeatmapStore:
+        """Open a store read-only.
+
+        Raises
+        ------
+        StoreError
+            If the file is missing, unreadable or not a pathxai heatmap store.
+        """
+        return cls._open(Path(path), "r")
+
+    @classmethod
+    def resume(cls, path: str | Path, expected: Mapping[str, Any]) -> HeatmapStore:
+        """Reopen a partial store for writing after checking it matches ``expected`` settings.
+
+        Raises
+        ------
+        StoreError
+            If it is unreadable, not partial, or was made with other settings.
+        """
+        store = cls._open(Path(path), "r+")
+        try:
+            if store.attrs.get("status") != "partial":
+                raise StoreError(f"not a partial store (status {store.attrs.get('status')!r})", path=path)
+            store.check_compatible(expected)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def _open(cls, path: Path, mode: str) -> HeatmapStore:
+        if not path.is_file():
+            raise StoreError("no such heatmap store", path=path)
+        try:
+            h5 = h5py.File(path, mode)
+        except OSError as exc:
+            raise StoreError(
+                f"unreadable HDF5 file ({exc})",
+                path=path,
+                hint="delete it and rerun, or rerun with --overwrite",
+            ) from exc
+        schema = _plain(h5.attrs.get("schema"))
+        if schema != HEATMAP_SCHEMA:
+            h5.close()
+            raise StoreError(
+                f"not a pathxai heatmap store (schema {schema!r}, expected {HEATMAP_SCHEMA!r})", path=path
+            )
+        missing = [k for k in _PER_TILE if k not in h5]
+        if missing:
+            h5.close()
+            raise StoreError(f"heatmap store lacks datasets {missing}", path=path)
+        return cls(h5, path, writable=mode != "r")
+
+    @staticmethod
+    def progress(path: str | Path) -> tuple[int, int]:
+        """Return ``(tiles done, tiles)`` of a store, even while another process writes it."""
+        try:
+            h5 = h5py.File(path, "r", locking=False)
+        except OSError:  # this process holds the file open with locking
+            h5 = h5py.File(path, "r")
+        with h5:
+            done = h5["done"][...]
+            return int(done.sum()), int(done.size)
+
+    # ---- lifetime ----------------------------------------------------------------------
+    @property
+    def h5(self) -> h5py.File:
+        """The open HDF5 file."""
+        if self._h5 is None:
+            raise StoreError("the store is closed", path=self.path)
+        return self._h5
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._h5 is None else self.attrs.get("status")
+        return f"HeatmapStore({str(self.path)!r}, {state})"
+
+    # ---- metadata ----------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """File attributes as plain Python values (JSON attributes stay strings)."""
+        return {k: _plain(v) for k, v in self.h5.attrs.items()}
+
+    @property
+    def tissue_settings(self) -> dict[str, Any]:
+        """The tissue detection settings, decoded."""
+        raw = self.attrs.get("tissue_settings", "")
+        return dict(json.loads(raw)) if raw else {}
+
+    def check_compatible(self, expected: Mapping[str, Any], keys: Iterable[str] = MATCH_KEYS) -> None:
+        """Raise :class:`StoreError` listing every setting that differs from ``expected``."""
+        attrs = self.attrs
+        diffs = []
+        for key in keys:
+            if key not in expected:
+                continue
+            want = _attr_value(expected[key])
+            have = attrs.get(key)
+            if have is None or not _same(have, want):
+                diffs.append(f"{key}: store has {have!r}, run wants {_plain(want)!r}")
+        if diffs:
+            raise StoreError(
+                "store was made with other settings (" + "; ".join(diffs) + ")",
+                path=self.path,
+                hint="use --overwrite to replace it, or another --out directory",
+            )
+
+    @property
+    def n_tiles(self) -> int:
+        """Number of tiles."""
+        return int(self.h5["coords"].shape[0])
+
+    @property
+    def coords(self) -> np.ndarray:
+        """``(N, 2)`` int64 level-0 tile origins."""
+        return np.asarray(self.h5["coords"][...])
+
+    @property
+    def m_coords(self) -> np.ndarray:
+        """``(N, 2)`` int64 tile origins at the tile mpp."""
+        return np.asarray(self.h5["m_coords"][...])
+
+    @property
+    def t_index(self) -> np.ndarray:
+        """``(N, 2)`` int32 tile ``(column, row)``."""
+        return np.asarray(self.h5["t_index"][...])
+
+    @property
+    def tissue(self) -> np.ndarray:
+        """``(N,)`` tissue fractions."""
+        return np.asarray(self.h5["tissue"][...])
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """``(N, C)`` float32 class probabilities per tile (NaN for unreadable or unfinished tiles)."""
+        probs = np.asarray(self.h5["probabilities"][...])
+        if self.attrs.get("status") != "complete":
+            probs[~self.done] = np.nan
+        return probs
+
+    @property
+    def done(self) -> np.ndarray:
+        """``(N,)`` bool: tiles whose results are stored."""
+        return np.asarray(self.h5["done"][...])
+
+    @property
+    def failed(self) -> np.ndarray:
+        """``(N,)`` bool: tiles that could not be read."""
+        return np.asarray(self.h5["failed"][...])
+
+    def tile_relevance(self, index: slice | np.ndarray | None = None) -> np.ndarray:
+        """Pooled relevance maps ``(n, s/k, s/k)`` of the tiles in ``index`` (all by default)."""
+        ds = self.h5["tile_relevance"]
+        return np.asarray(ds[...] if index is None else ds[index])
+
+    # ---- canvases ----------------------------------------------------------------------
+    @property
+    def n_levels(self) -> int:
+        """Number of pyramid levels including level 0 (0 for a partial store)."""
+        return len(self.h5["relevance"]) if "relevance" in self.h5 else 0
+
+    @property
+    def levels(self) -> int:
+        """Index of the coarsest pyramid level (``n_levels - 1``)."""
+        return self.n_levels - 1
+
+    def level_shape(self, level: int = 0) -> tuple[int, int]:
+        """``(height, width)`` of a pyramid level."""
+        return tuple(self._layer("relevance", level).shape)  # type: ignore[return-value]
+
+    def l0_per_pixel(self, level: int = 0) -> float:
+        """Level-0 slide pixels per canvas pixel of ``level``."""
+        a = self.attrs
+        return float(a["canvas_downsample"]) * 2**level * float(a["mpp"]) / float(a["slide_mpp"])
+
+    def _layer(self, name: str, level: int) -> h5py.Dataset:
+        key = f"{name}/{level}"
+        if key not in self.h5:
+            status = self.attrs.get("status")
+            raise StoreError(
+                f"store has no {key} (status {status!r}, {self.n_levels} levels)",
+                path=self.path,
+                hint="partial stores have no canvases; finish the run first"
+                if status != "complete"
+                else None,
+            )
+        return self.h5[key]
+
+    def relevance(self, level: int = 0) -> np.ndarray:
+        """Stitched relevance of a pyramid level (NaN where no tile)."""
+        return np.asarray(self._layer("relevance", level)[...])
+
+    def probability(self, level: int = 0) -> np.ndarray:
+        """Stitched tumour probability of a pyramid level (NaN where no tile)."""
+        return np.asarray(self._layer("probability", level)[...])
+
+    def count(self) -> np.ndarray:
+        """Overlap weights of level 0."""
+        return np.asarray(self._layer("count", 0)[...])
+
+    def region(self, level: int, c_x: int, c_y: int, w: int, h: int, layer: str = "relevance") -> np.ndarray:
+        """Read a ``h x w`` window of a layer at ``level`` with top-left ``(c_x, c_y)``.
+
+        Parts outside the canvas are NaN, so a viewer can ask for any window.
+        """
+        if w < 0 or h < 0:
+            raise ValueError(f"region size must be non-negative, got {w}x{h}")
+        if layer not in CANVAS_LAYERS:
+            raise ValueError(f"layer must be one of {CANVAS_LAYERS}, got {layer!r}")
+        ds = self._layer(layer, level)
+        out = np.full((h, w), np.nan, dtype=np.float32)
+        H, W = ds.shape
+        x0, y0, x1, y1 = max(c_x, 0), max(c_y, 0), min(c_x + w, W), min(c_y + h, H)
+        if x0 < x1 and y0 < y1:
+            out[y0 - c_y : y1 - c_y, x0 - c_x : x1 - c_x] = ds[y0:y1, x0:x1]
+        return out
+
+    # ---- writing -------------------------------------------------------------------------
+    def write_batch(
+        self,
+        start: int,
+        probabilities: np.ndarray,
+        tile_relevance: np.ndarray,
+        failed: np.ndarray | None = None,
+    ) -> None:
+        """Store the results of tiles ``start .. start + B`` and mark them done (data first, then markers)."""
+        if not self.writable:
+            raise StoreError("store is open read-only", path=self.path)
+        b = len(probabilities)
+        if len(tile_relevance) != b:
+            raise ValueError(f"{b} probability rows but {len(tile_relevance)} relevance maps")
+        if start < 0 or start + b > self.n_tiles:
+            raise ValueError(f"batch {start}..{start + b} outside the store's {self.n_tiles} tiles")
+        h5 = self.h5
+        h5["probabilities"][start : start + b] = np.asarray(probabilities, np.float32)
+        h5["tile_relevance"][start : start + b] = np.asarray(tile_relevance, np.float32)
+        if failed is not None:
+            h5["failed"][start : start + b] = np.asarray(failed, bool)
+        h5.flush()
+        h5["done"][start : start + b] = True
+        h5.flush()
+
+    def finalize(
+        self,
+        target: str | Path,
+        canvas_shape: tuple[int, int],
+        levels: int,
+        bands: Iterable[tuple[str, int, int, np.ndarray]],
+        attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        tile_chunk: int = 64,
+    ) -> Path:
+        """Write the complete store to ``target`` atomically, then delete this partial file.
+
+        Parameters
+        ----------
+        target
+            Final path, normally :func:`final_path`.
+        canvas_shape
+            ``(H_c, W_c)`` of level 0.
+        levels
+            Number of downsampled levels (levels ``0..levels`` are written).
+        bands
+            ``(layer, level, row0, rows)`` blocks covering every level of ``relevance`` and
+            ``probability`` and level 0 of ``count``; consumed once, so a caller can stream a huge
+            canvas band by band.
+        attrs
+            Extra attributes (e.g. ``relevance_vmax``), or a callable returning them after ``bands``
+            is exhausted.
+        tile_chunk
+            Tiles per chunk of ``/tile_relevance``.
+
+        Returns
+        -------
+        Path
+            ``target``.
+        """
+        src = self.h5
+        if not bool(np.all(self.done)):
+            raise StoreError(
+                f"cannot finalise: {int((~self.done).sum())} of {self.n_tiles} tiles are not done",
+                path=self.path,
+            )
+        target = Path(target)
+        h, w = canvas_shape
+        with atomic_path(target) as tmp, h5py.File(tmp, "w") as out:
+            for key, value in src.attrs.items():
+                out.attrs[key] = value
+            n = self.n_tiles
+            chunk = max(1, min(n, tile_chunk))
+            for name in _PER_TILE:
+                ds = src[name]
+                kwargs: dict[str, Any] = dict(_GZIP) if n else {}
+                if n:
+                    kwargs["chunks"] = (chunk, *ds.shape[1:]) if ds.shape[1:] else (max(1, min(n, 4096)),)
+                dst = out.create_dataset(name, shape=ds.shape, dtype=ds.dtype, **kwargs)
+                for i in range(0, n, 4096):
+                    dst[i : i + 4096] = ds[i : i + 4096]
+            for layer in CANVAS_LAYERS:
+                grp = out.create_group(layer)
+                for level in range(levels + 1 if layer != "count" else 1):
+                    lh, lw = h, w
+                    for _ in range(level):
+                        lh, lw = -(-lh // 2), -(-lw // 2)
+                    grp.create_dataset(
+                        str(level),
+                        shape=(lh, lw),
+                        dtype="f4",
+                        chunks=(min(256, max(lh, 1)), min(256, max(lw, 1))) if lh and lw else None,
+                        fillvalue=np.nan,
+                        **(_GZIP if lh and lw else {}),
+                    )
+            for layer, level, row0, rows in bands:
+                out[f"{layer}/{level}"][row0 : row0 + rows.shape[0]] = rows
+            extra = attrs() if callable(attrs) else (attrs or {})
+            for key, value in dict(extra).items():
+                out.attrs[key] = _attr_value(value)
+            out.attrs["status"] = "complete"
+            out.attrs["levels"] = levels
+            out.attrs["canvas_height"] = h
+            out.attrs["canvas_width"] = w
+        self.close()
+        self.path.unlink(missing_ok=True)
+        return target
