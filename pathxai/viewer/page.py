@@ -275,7 +275,7 @@ def _audit_panel(entry: SlideEntry | None, cat: Catalog) -> None:
         for j, r in enumerate(regions):
             if entry is not None and r.get("item") == entry.slide_id:
                 jumps.append((f"#{i} {f.get('check')} — {r.get('label', '')} region {j}", r))
-    st.dataframe(rows, use_container_width=True, hide_index=True)
+    st.dataframe(rows, width="stretch", hide_index=True)
     if entry is None:
         return
     if not jumps:
@@ -316,9 +316,7 @@ def _models_panel(entry: SlideEntry | None, cat: Catalog) -> None:
     drift = info.get("drift") if isinstance(info, dict) else None
     if drift:
         st.markdown("**Explanation drift** (LRP heatmaps, original vs pruned)")
-        st.dataframe(
-            [{"measure": k, "value": v} for k, v in drift.items()], use_container_width=True, hide_index=True
-        )
+        st.dataframe([{"measure": k, "value": v} for k, v in drift.items()], width="stretch", hide_index=True)
     region = st.session_state.get("region")
     if entry is None or not region or region.get("slide") != entry.slide_id or entry.slide_loc is None:
         st.caption("Select a region on the Slide tab to compare both models on it.")
