@@ -89,7 +89,7 @@ def _model(ref: str) -> Any:
 
 def _browser_tile_url(cfg: ViewerConfig, server: TileServer) -> str:
     if cfg.tile_url:
-        return cfg.tile_url.rstrip("/")
+        return f"{cfg.tile_url.rstrip('/')}/{server.token}"
     host = "127.0.0.1"
     try:
         header = st.context.headers.get("Host") or ""
@@ -97,7 +97,7 @@ def _browser_tile_url(cfg: ViewerConfig, server: TileServer) -> str:
         header = ""
     if header:
         host = header.rsplit(":", 1)[0] if not header.endswith("]") else header
-    return f"http://{host}:{server.port}"
+    return f"http://{host}:{server.port}/{server.token}"
 
 
 def _legend(layer: str, vmax: float) -> np.ndarray | None:

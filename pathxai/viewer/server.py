@@ -1,21 +1,25 @@
 """A small tile HTTP server (a daemon thread) for the viewer's OpenSeadragon component.
 
-Routes (GET/HEAD only; every file argument is a root index plus a relative path):
+Routes (GET/HEAD only; every file argument is a root index plus a relative path; ``T`` is a random
+token made per server, known only to the viewer page, so other web pages open in the same browser
+cannot read tiles even though the server answers cross-origin requests):
 
 - ``/health``
-- ``/slide/info?root=I&path=P``: deep-zoom geometry (JSON)
-- ``/slide/tile/Z/C_R.jpeg?root=I&path=P``: a slide tile
-- ``/overlay/tile/Z/C_R.png?store=S&layer=relevance|probability``: an overlay tile
+- ``/T/slide/info?root=I&path=P``: deep-zoom geometry (JSON)
+- ``/T/slide/tile/Z/C_R.jpeg?root=I&path=P``: a slide tile
+- ``/T/overlay/tile/Z/C_R.png?store=S&layer=relevance|probability``: an overlay tile
 
-It binds ``127.0.0.1`` unless told otherwise, answers 403 for any path outside the roots
-(``..``, absolute paths, symlinks escaping, percent-encoded traversal), 404 for unknown routes or
-missing files, and never serves anything but rendered tiles and geometry.
+It binds ``127.0.0.1`` unless told otherwise, answers 403 for a missing or wrong token and for any
+path outside the roots (``..``, absolute paths, symlinks escaping, percent-encoded traversal), 404
+for unknown routes or missing files, and never serves anything but rendered tiles and geometry.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
+import secrets
 import threading
 import urllib.parse
 from http import HTTPStatus
@@ -38,7 +42,7 @@ def _one(query: dict[str, list[str]], key: str) -> str:
     return vals[0]
 
 
-def route(service: TileService, raw_path: str) -> tuple[int, str, bytes]:
+def route(service: TileService, raw_path: str, token: str) -> tuple[int, str, bytes]:
     """Answer one request path (with query): ``(status, content type, body)``.
 
     Kept free of HTTP machinery so it can be tested directly.
@@ -47,10 +51,14 @@ def route(service: TileService, raw_path: str) -> tuple[int, str, bytes]:
         return HTTPStatus.REQUEST_URI_TOO_LONG, "text/plain", b"URL too long"
     parts = urllib.parse.urlsplit(raw_path)
     path = parts.path
+    if path == "/health":
+        return HTTPStatus.OK, "text/plain", b"ok"
+    head, _, rest = path.lstrip("/").partition("/")
+    if not token or not hmac.compare_digest(head.encode(), token.encode()):
+        return HTTPStatus.FORBIDDEN, "text/plain", b"forbidden: missing or wrong access token"
+    path = "/" + rest
     try:
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-        if path == "/health":
-            return HTTPStatus.OK, "text/plain", b"ok"
         if path == "/slide/info":
             info = service.slide_info(int(_one(query, "root")), _one(query, "path"))
             return HTTPStatus.OK, "application/json", json.dumps(info).encode()
@@ -74,9 +82,10 @@ def route(service: TileService, raw_path: str) -> tuple[int, str, bytes]:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "pathxai-tiles"
     service: TileService  # set on the subclass made by TileServer
+    token: str
 
     def _send(self, head_only: bool) -> None:
-        status, ctype, body = route(self.service, self.path)
+        status, ctype, body = route(self.service, self.path, self.token)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -109,10 +118,15 @@ class TileServer:
         Bind address (``127.0.0.1`` by default; ``0.0.0.0`` only inside a container).
     port
         Port (0: a free one).
+    token
+        Access token (default: 128 random bits).
     """
 
-    def __init__(self, service: TileService, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("PathxaiTileHandler", (_Handler,), {"service": service})
+    def __init__(
+        self, service: TileService, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    ) -> None:
+        self.token = token or secrets.token_urlsafe(16)
+        handler = type("PathxaiTileHandler", (_Handler,), {"service": service, "token": self.token})
         self.service = service
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -123,9 +137,9 @@ class TileServer:
 
     @property
     def url(self) -> str:
-        """Base URL as seen from this machine."""
+        """Base URL (token included) as seen from this machine."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{self.port}/{self.token}"
 
     def close(self) -> None:
         """Stop serving and close every open file."""

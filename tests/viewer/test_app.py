@@ -42,6 +42,7 @@ def test_page_lists_the_slide_and_shows_legend_and_viewer(app: AppTest) -> None:
     assert args["slide"]["path"] == "synth.tif" and args["slide"]["width"] == 1536
     assert args["overlay"] == {"store": "heatmaps/synth.h5", "layer": "relevance"}
     assert args["tile_base"].startswith("http://127.0.0.1:")
+    assert len(args["tile_base"].rsplit("/", 1)[1]) >= 16  # the tile server's access token
     app.sidebar.radio(key="layer").set_value("probability").run()
     app.sidebar.slider(key="opacity").set_value(0.3).run()
     args = json.loads(app.get("component_instance")[0].proto.json_args)

@@ -147,22 +147,28 @@ def test_route_confines_and_serves(viewer_run: dict[str, Path]) -> None:
     cat = scan(roots)
     root_i, rel = cat.slides[0].slide_loc  # type: ignore[misc]
     try:
-        status, ctype, body = route(svc, f"/slide/tile/11/0_0.jpeg?root={root_i}&path={rel}")
+        status, ctype, body = route(svc, f"/tok/slide/tile/11/0_0.jpeg?root={root_i}&path={rel}", "tok")
         assert status == 200 and ctype == "image/jpeg"
         with open_slide(viewer_run["slide"]) as s:
             assert Image.open(io.BytesIO(body)).size == (255, 255) and s.dimensions == (1536, 1024)
         for bad in (
-            f"/slide/tile/11/0_0.jpeg?root={root_i}&path=../out/heatmaps/synth.h5",
-            f"/slide/tile/11/0_0.jpeg?root={root_i}&path=%2E%2E%2Fsecret",
-            f"/slide/tile/11/0_0.jpeg?root={root_i}&path=%252e%252e%252fsecret",
-            f"/slide/tile/11/0_0.jpeg?root={root_i}&path=/etc/passwd",
-            "/overlay/tile/11/0_0.png?store=../../etc/passwd&layer=relevance",
-            "/overlay/tile/11/0_0.png?store=%2Fetc%2Fpasswd&layer=relevance",
+            f"/tok/slide/tile/11/0_0.jpeg?root={root_i}&path=../out/heatmaps/synth.h5",
+            f"/tok/slide/tile/11/0_0.jpeg?root={root_i}&path=%2E%2E%2Fsecret",
+            f"/tok/slide/tile/11/0_0.jpeg?root={root_i}&path=%252e%252e%252fsecret",
+            f"/tok/slide/tile/11/0_0.jpeg?root={root_i}&path=/etc/passwd",
+            "/tok/overlay/tile/11/0_0.png?store=../../etc/passwd&layer=relevance",
+            "/tok/overlay/tile/11/0_0.png?store=%2Fetc%2Fpasswd&layer=relevance",
+            # a valid request without the right token
+            f"/slide/tile/11/0_0.jpeg?root={root_i}&path={rel}",
+            f"/other/slide/tile/11/0_0.jpeg?root={root_i}&path={rel}",
+            f"/tok%2F/slide/tile/11/0_0.jpeg?root={root_i}&path={rel}",
         ):
-            assert route(svc, bad)[0] == 403, bad
-        assert route(svc, "/overlay/tile/11/0_0.png?store=heatmaps/synth.h5&layer=evil")[0] == 400
-        assert route(svc, "/../../etc/passwd")[0] == 404
-        assert route(svc, "/slide/info?root=0")[0] == 400
+            assert route(svc, bad, "tok")[0] == 403, bad
+        assert route(svc, "/tok/overlay/tile/11/0_0.png?store=heatmaps/synth.h5&layer=evil", "tok")[0] == 400
+        assert route(svc, "/tok/../../etc/passwd", "tok")[0] == 404
+        assert route(svc, "/../../etc/passwd", "tok")[0] == 403
+        assert route(svc, "/tok/slide/info?root=0", "tok")[0] == 400
+        assert route(svc, "/health", "tok")[0] == 200
     finally:
         svc.close()
 
@@ -172,7 +178,8 @@ def test_tile_server_binds_localhost_and_serves_over_http(viewer_run: dict[str, 
     server = TileServer(TileService(roots))
     try:
         assert server.host == "127.0.0.1"
-        with urllib.request.urlopen(f"{server.url}/health", timeout=5) as resp:
+        base = server.url.rsplit("/", 1)[0]
+        with urllib.request.urlopen(f"{base}/health", timeout=5) as resp:
             assert resp.read() == b"ok"
             assert resp.headers["X-Content-Type-Options"] == "nosniff"
         url = f"{server.url}/overlay/tile/5/0_0.png?store=heatmaps/synth.h5&layer=probability"
