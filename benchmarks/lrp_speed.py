@@ -90,14 +90,14 @@ def bench_row(model: nn.Module, size: int, desc: str, batch_size: int, args: arg
 
     t_fwd = median_time(forward, args.warmup, args.repeats)
     t_fwd_cl = median_time(forward_cl, args.warmup, args.repeats)
-    with Explainer(model, "lrp") as fast:
+    with Explainer(model, "lrp", channels_last=False) as fast:
         t_fast = median_time(lambda: fast(x), args.warmup, args.repeats)
         rel_fast = fast(x).relevance
     with Explainer(model, "lrp", channels_last=True) as fast_cl:
         t_fast_cl = median_time(lambda: fast_cl(x), args.warmup, args.repeats)
     stock_s, stock_ratio, err = "-", "-", "-"
     if not args.skip_stock:
-        with Explainer(model, "lrp_zennit") as stock:
+        with Explainer(model, "lrp_zennit", channels_last=False) as stock:
             t_stock = median_time(lambda: stock(x), 1, max(1, args.repeats // 2))
             rel_stock = stock(x).relevance
         stock_s, stock_ratio = f"{t_stock:.3f}", f"{t_stock / t_fwd:.2f}x"

@@ -151,7 +151,7 @@ class LRP(Method):
 
     def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(logits, relevance)``; relevance has the shape of ``x`` and sums to the target logit."""
-        x = x.detach().clone().requires_grad_(True)
+        x = x.detach().requires_grad_(True)  # a new tensor object: the caller's x is not marked
         with torch.enable_grad():
             logits = self.model(x)
             seed = _one_hot(target, logits) * logits.detach()

