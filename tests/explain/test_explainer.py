@@ -224,3 +224,10 @@ def test_hooks_removed_for_other_methods(vgg: nn.Module, images: torch.Tensor, m
     explainer.close()
     assert hook_state(vgg) == before
     assert all(n == p == b == 0 for _, n, p, b in hook_state(inner))
+
+
+def test_works_inside_caller_no_grad(vgg: nn.Module, images: torch.Tensor) -> None:
+    with Explainer(vgg, "lrp") as explainer:
+        expected = explainer(images)
+        with torch.no_grad():
+            np.testing.assert_array_equal(explainer(images).relevance, expected.relevance)
