@@ -87,6 +87,8 @@ class PruneSettings:
         Stride of held-out patches (default: the patch size, i.e. no overlap).
     drift_patches
         Held-out patches explained for the drift numbers (0: skip).
+    drift_all_seeds
+        In a sweep, measure drift for every seed (default: the first seed only, to save time).
     latency, latency_batch, latency_threads, latency_repeats
         CPU latency measurement (median of repeats, fixed threads).
     ig_steps
@@ -102,6 +104,7 @@ class PruneSettings:
     finetune_batch: int = 32
     heldout_stride: int | None = None
     drift_patches: int = 32
+    drift_all_seeds: bool = False
     latency: bool = True
     latency_batch: int = 16
     latency_threads: int = 1
@@ -308,15 +311,29 @@ def measure_drift(
     x, _ = data.drift_batch(n)
     target = torch.full((x.shape[0],), data.card.tumour_index, dtype=torch.long)
     explain = _explain_fn(data.card.tumour_index)
-    original_rel = None
+    flip = _flip_fn()
+    original_rel = original_flip = None
     if cache is not None:
         if "original" not in cache:
             cache["original"] = np.concatenate(
                 [explain(original, x[i : i + 16], target[i : i + 16]) for i in range(0, len(x), 16)]
             )
-        original_rel = cache["original"]
+            cache["original_flip"] = np.concatenate(
+                [
+                    flip(original, x[i : i + 16], cache["original"][i : i + 16], target[i : i + 16])
+                    for i in range(0, len(x), 16)
+                ]
+            )
+        original_rel, original_flip = cache["original"], cache["original_flip"]
     return explanation_drift(
-        original, pruned, x, target, explain, flip_auc=_flip_fn(), original_relevance=original_rel
+        original,
+        pruned,
+        x,
+        target,
+        explain,
+        flip_auc=flip,
+        original_relevance=original_rel,
+        original_flip_auc=original_flip,
     )
 
 
@@ -589,6 +606,8 @@ def prune_sweep(
     jobs: list[tuple[str, int, float, float]] = []
     for seed in seeds:
         for crit in criteria:
+            if crit == "weight" and seed != seeds[0]:
+                continue  # deterministic: the same ranking for every seed
             jobs += [(crit, seed, r, 0.0) for r in ratios]
             if finetune_epochs > 0:
                 jobs += [(crit, seed, r, float(finetune_epochs)) for r in ft_ratios]
@@ -643,7 +662,9 @@ def prune_sweep(
             precomputed_scores=pre,
         )
         metrics = evaluate_model(pruned, data)
-        drift = measure_drift(model, pruned, data, settings.drift_patches, drift_cache)
+        drift = None
+        if seed == seeds[0] or settings.drift_all_seeds:
+            drift = measure_drift(model, pruned, data, settings.drift_patches, drift_cache)
         row = {
             "criterion": crit,
             "ratio": f"{ratio:.4f}",

@@ -137,6 +137,7 @@ def explanation_drift(
     top_fraction: float = 0.1,
     batch_size: int = 16,
     original_relevance: np.ndarray | None = None,
+    original_flip_auc: np.ndarray | None = None,
 ) -> DriftReport:
     """Compare the two models' heatmaps of ``targets`` on ``inputs``.
 
@@ -159,6 +160,8 @@ def explanation_drift(
     original_relevance
         The original model's heatmaps of these patches ``(N, H, W)``, if already computed (e.g. once
         for a whole sweep); ``explain`` is then only called for the pruned model.
+    original_flip_auc
+        The original model's pixel-flipping AUC per patch, if already computed.
 
     Returns
     -------
@@ -185,7 +188,10 @@ def explanation_drift(
         with torch.no_grad():
             agree += int((original(x).argmax(1) == pruned(x).argmax(1)).sum())
         if flip_auc is not None:
-            aucs_o.append(np.asarray(flip_auc(original, x, rel_o, t), dtype=np.float64))
+            if original_flip_auc is None:
+                aucs_o.append(np.asarray(flip_auc(original, x, rel_o, t), dtype=np.float64))
+            else:
+                aucs_o.append(np.asarray(original_flip_auc[sl], dtype=np.float64))
             aucs_p.append(np.asarray(flip_auc(pruned, x, rel_p, t), dtype=np.float64))
 
     def stat(key: str) -> tuple[float, float]:

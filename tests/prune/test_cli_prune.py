@@ -87,7 +87,7 @@ def test_prune_sweep_cli_writes_csv_and_plot_and_resumes(tiny_setup, glas_dir: P
     ]  # fmt: skip
     assert main(args) == 0
     rows = list(csv.DictReader((tmp_path / "sweep" / "sweep.csv").open()))
-    assert len(rows) == 1 + 2 * 2 * 3  # baseline + criteria x seeds x (2 one-shot + 1 fine-tuned)
+    assert len(rows) == 1 + 3 + 2 * 3  # baseline + weight (seed 0 only: deterministic) + random x 2 seeds
     assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
     mtime = (tmp_path / "sweep" / "sweep.csv").read_text()
     assert main(args) == 0  # resumes: nothing left to do, same rows
