@@ -264,21 +264,31 @@ def _num(obj: Any) -> Any:
 
 
 def _audit(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> tuple[dict[str, str], str | None]:
-    try:
-        from pathxai.pipeline import audit as audit_mod
-    except ImportError:
-        return {}, "audit step skipped: pathxai.pipeline.audit is not available in this install"
-    report = out / "audit" / "report.json"
+    """Audit the one-slide cohort (model-free and relevance-based checks on the slide's heatmap store)."""
+    from pathxai.pipeline.audit import audit
+
+    audit_dir = out / "audit"
+    report = audit_dir / "report.json"
     if not report.is_file():
-        run = getattr(audit_mod, "audit_slides", None)
-        if run is None:
-            return {}, "audit step skipped: pathxai.pipeline.audit has no audit_slides()"
-        run([slide], out / "heatmaps", out / "audit", model=s.model, slide_mpp=s.slide_mpp)
+        manifest = audit_dir / "manifest.csv"
+        # The demo slide carries no diagnosis: label "unlabelled" with an empty tumor column.
+        write_text_atomic(
+            manifest,
+            "id,path,label,tumor,patient\n"
+            + ",".join([_csv(sid), _csv(slide.name), "unlabelled", "", _csv(sid)])
+            + "\n",
+        )
+        audit(manifest, slide.parent, model=s.model, heatmaps=out / "heatmaps", out=audit_dir, progress=True)
     outputs = {"audit_report_json": str(report)}
     html = report.with_suffix(".html")
     if html.is_file():
         outputs["audit_report_html"] = str(html)
-    return outputs, None
+    note = "the audit of a single slide covers dataset-wide artifact and stain checks; class and sampling checks need a labelled cohort (pathxai audit --manifest)"
+    return outputs, note
+
+
+def _csv(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
 
 
 def run_demo(

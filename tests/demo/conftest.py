@@ -36,6 +36,6 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
         base / "slides" / "s1.tif", 1536, 1024, mpp=0.5, levels=3, blobs=[(700, 500, 520, 360)]
     )
     model = _tiny_model(base / "model")
-    settings = DemoSettings(model=str(model), reference_tiles=6, drift_tiles=4, batch_size=16, audit=False)
+    settings = DemoSettings(model=str(model), reference_tiles=6, drift_tiles=4, batch_size=16)
     res = run_demo(base / "out", slide=slide, settings=settings)
     return res, settings, model

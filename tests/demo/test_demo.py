@@ -27,6 +27,9 @@ def test_demo_writes_every_output(demo_run) -> None:
         assert Path(res.outputs[key]).exists(), key
     with HeatmapStore.open(res.outputs["heatmap_h5"]) as store:
         assert store.attrs["status"] == "complete" and store.n_tiles > 10
+    report = json.loads(Path(res.outputs["audit_report_json"]).read_text())
+    assert report["cohort"]["kind"] == "slide" and report["findings"]
+    assert Path(res.outputs["audit_report_html"]).is_file()
     summary = json.loads((out / "demo.json").read_text())
     assert summary["slide_id"] == "s1" and summary["timings_s"]["total"] > 0
     assert json.loads((out / "pathxai-view.json").read_text())["slide_roots"] == [str(res.slide.parent)]

@@ -28,7 +28,7 @@ def test_models_tab_shows_plan_drift_and_compares_both_models(app: AppTest, demo
     assert app.selectbox(key="pruned").options == ["models/pruned"]
     report = json.loads((res.out / "models" / "pruned" / "pruning.json").read_text())
     tables = [d.value for d in app.dataframe]
-    metrics = next(t for t in tables if "metric" in t.columns)
+    metrics = next(t for t in tables if "original" in t.columns)
     params = metrics[metrics["metric"] == "params"].iloc[0]
     assert params["original"] == report["plan"]["metrics_before"]["params"]
     assert params["pruned"] == report["plan"]["metrics_after"]["params"] < params["original"]
@@ -45,3 +45,11 @@ def test_models_tab_shows_plan_drift_and_compares_both_models(app: AppTest, demo
     assert not np.allclose(rel_o, rel_p)  # pruning changed the network
     # slide tab: tile + stored heatmap; models tab: original + pruned heatmaps
     assert len(app.get("image")) >= 4
+
+
+def test_audit_tab_lists_the_demo_findings(app: AppTest, demo_run) -> None:
+    res = demo_run[0]
+    report = json.loads((res.out / "audit" / "report.json").read_text())
+    assert app.selectbox(key="report").options == ["audit/report.json"]
+    table = next(d.value for d in app.dataframe if "check" in d.value.columns)
+    assert list(table["check"]) == [f["check"] for f in report["findings"]]
