@@ -124,3 +124,31 @@ def test_audit_finding_jumps_to_its_region(app: AppTest, viewer_run) -> None:
         assert app.session_state["region"]["x"] == 700
     finally:
         report.unlink()
+
+
+def test_without_openseadragon_a_static_overview_is_shown(viewer_run, monkeypatch) -> None:
+    import pathxai.viewer.page as page
+
+    monkeypatch.setattr(page, "OSD_JS", viewer_run["out"] / "missing.js")
+    monkeypatch.setenv("PATHXAI_VIEW_DIR", str(viewer_run["out"]))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("OpenSeadragon is not installed" in i.value for i in at.info)
+    assert not at.get("component_instance")
+    assert len(at.get("image")) >= 1
+
+
+def test_slide_outside_the_roots_is_not_served(viewer_run, monkeypatch) -> None:
+    cfg = viewer_run["out"] / "pathxai-view.json"
+    backup = cfg.read_text()
+    cfg.write_text(json.dumps({"slide_roots": []}))
+    try:
+        monkeypatch.setenv("PATHXAI_VIEW_DIR", str(viewer_run["out"]))
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.run()
+        assert not at.exception, at.exception
+        assert any("outside the viewer's roots" in w.value for w in at.warning)
+        assert not at.get("component_instance")
+    finally:
+        cfg.write_text(backup)
