@@ -32,7 +32,7 @@ from pathxai.render.heatmap import (
 )
 from pathxai.slide import open_slide
 from pathxai.store import HeatmapStore
-from pathxai.viewer.catalog import Catalog, SlideEntry, make_roots, read_json, scan
+from pathxai.viewer.catalog import VIEW_CONFIG, Catalog, SlideEntry, make_roots, read_json, scan
 from pathxai.viewer.region import (
     explain_tile,
     find_model,
@@ -80,6 +80,25 @@ def config_from_env() -> ViewerConfig | None:
 @st.cache_resource(show_spinner=False)
 def _tile_server(out: str, roots: tuple[str, ...], host: str, port: int) -> TileServer:
     return TileServer(TileService(make_roots(out, list(roots))), host=host, port=port)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _catalog(out: str, roots: tuple[str, ...], stamp: tuple[int, ...]) -> Catalog:
+    """The folder's catalogue, rescanned when ``stamp`` changes (kept in memory, never pickled)."""
+    return scan(make_roots(out, list(roots)))
+
+
+def _stamp(out: Path) -> tuple[int, ...]:
+    """Modification times of the folder, its sub-folders (two deep) and its viewer config."""
+    stamps = []
+    for d in (out, *out.glob("*/"), *out.glob("*/*/")):
+        try:
+            stamps.append(d.stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    cfg = out / VIEW_CONFIG
+    stamps.append(cfg.stat().st_mtime_ns if cfg.is_file() else 0)
+    return tuple(stamps)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -359,7 +378,7 @@ def main() -> None:
     if not cfg.out.is_dir():
         st.error(f"{cfg.out} is not a folder. Run `pathxai demo --out {cfg.out}` first.")
         return
-    cat = scan(make_roots(cfg.out, list(cfg.slide_roots)))
+    cat = _catalog(str(cfg.out), tuple(map(str, cfg.slide_roots)), _stamp(cfg.out))
     st.sidebar.title("pathxai viewer")
     st.sidebar.caption(f"folder: {cfg.out}")
     entry: SlideEntry | None = None
