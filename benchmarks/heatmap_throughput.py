@@ -1,0 +1,123 @@
+"""Whole-slide heatmap throughput vs model-only LRP throughput, and the headline projection.
+
+Usage::
+
+    python benchmarks/heatmap_throughput.py --tiles 3000 --threads 2 --workers 1 --batch-size 32
+
+1. Generates (and caches) a pyramidal TIFF at 0.5 µm/px with about ``--tiles`` tissue tiles at the default
+   model's tile size and mpp (4 tissue pieces, ~40 % tissue).
+2. Model-only: ``Explainer(model, "lrp")`` on one preprocessed batch of real tiles of that slide, repeated
+   (median of ``--repeats``): tiles/s with nothing else running.
+3. Pipeline: ``heatmap_slide`` on the whole slide (tile reading in ``--workers`` processes, preprocessing,
+   LRP, pooling, HDF5 writes), reporting the tile-loop throughput, then finalisation (stitching + pyramid),
+   exports and the wall time of everything.
+4. Projects a 100,000 x 80,000 px slide at 1 µm/px with 40 % tissue: tiles / pipeline throughput plus the
+   per-slide work (tissue detection, finalisation, exports) scaled linearly with slide area.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+
+import numpy as np
+import torch
+from heatmap_common import CACHE, machine_state, slide_for_tiles
+
+from pathxai.explain import Explainer
+from pathxai.model import load_model_with_card, preprocess
+from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
+from pathxai.slide import open_slide
+from pathxai.tiling import tile_slide
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--tiles", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--exports", default="tif,png,geojson")
+    ap.add_argument("--channels-last", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, card = load_model_with_card(args.model)
+    size, mpp = card.input_size, card.mpp
+    slide_path = slide_for_tiles(args.tiles, size, mpp)
+    print(f"# heatmap throughput ({machine_state()} at start)")
+    print(
+        f"torch {torch.__version__}, torch threads {args.threads}, model {card.arch} {size}px @ {mpp} um/px"
+    )
+    with open_slide(slide_path) as slide:
+        grid, _ = tile_slide(slide, mpp, size, None, 0.25, None)
+        specs = grid.specs[len(grid.specs) // 2 : len(grid.specs) // 2 + args.batch_size]
+        pixels = np.stack([slide.read_l0_region(s.l0_x, s.l0_y, s.l0_w, s.l0_h, size, size) for s in specs])
+        dims = slide.dimensions
+    print(f"slide {slide_path.name}: {dims[0]}x{dims[1]} px at 0.5 um/px, {len(grid.specs)} tissue tiles")
+    x = preprocess(pixels, card)
+    with Explainer(model, "lrp", target_class=card.tumour_index, channels_last=args.channels_last) as ex:
+        for _ in range(2):
+            ex(x)
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            ex(x)
+            times.append(time.perf_counter() - t0)
+    model_tps = args.batch_size / statistics.median(times)
+    print(f"model-only LRP: {model_tps:.1f} tiles/s (batch {args.batch_size}, median of {args.repeats})")
+
+    out = CACHE / "throughput_out"
+    shutil.rmtree(out, ignore_errors=True)
+    settings = HeatmapSettings(
+        model=args.model,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        threads=args.threads,
+        exports=tuple(e for e in args.exports.split(",") if e),
+        channels_last=args.channels_last,
+    )
+    t0 = time.perf_counter()
+    res = heatmap_slide(slide_path, out, settings)
+    wall = time.perf_counter() - t0
+    tm = res.summary["timings"]
+    n = res.summary["n_tiles"]
+    loop_tps = n / tm["tiles_s"]
+    print(f"pipeline tile loop: {loop_tps:.1f} tiles/s = {loop_tps / model_tps:.2f}x model-only")
+    print(
+        f"  waiting for tiles {tm['wait_tiles_s']:.2f}s, compute {tm['compute_s']:.2f}s, hdf5 writes {tm['write_s']:.2f}s"
+    )
+    print(
+        f"  tissue+grid {tm['tissue_grid_s']:.2f}s, finalize {tm['finalize_s']:.2f}s, exports {tm['exports_s']:.2f}s "
+        f"({', '.join(f'{k} {v:.2f}s' for k, v in tm.items() if k in ('tif_s', 'png_s', 'geojson_s'))})"
+    )
+    print(f"  whole slide wall {wall:.1f}s incl. model load -> {n / wall:.1f} tiles/s end to end")
+    # projection: 100k x 80k px at 1 um/px, 40 % tissue
+    big_tiles = 100_000 * 80_000 * 0.4 / (size * size) * (1.0 / mpp) ** 2
+    area_ratio = (100_000 * 80_000 * 1.0**2) / (dims[0] * dims[1] * 0.5**2)
+    per_slide = (tm["tissue_grid_s"] + tm["finalize_s"] + tm["exports_s"]) * area_ratio
+    proj = big_tiles / loop_tps + per_slide
+    print(
+        f"projection 100,000 x 80,000 px @ 1 um/px, 40% tissue: {big_tiles:.0f} tiles / {loop_tps:.1f} tiles/s "
+        f"= {big_tiles / loop_tps / 60:.1f} min + per-slide work x{area_ratio:.0f} area = {per_slide / 60:.1f} min "
+        f"-> {proj / 60:.1f} min"
+    )
+    print(f"machine at end: {machine_state()}")
+    print(
+        json.dumps(
+            {
+                "model_tps": model_tps,
+                "loop_tps": loop_tps,
+                "ratio": loop_tps / model_tps,
+                "projection_min": proj / 60,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
