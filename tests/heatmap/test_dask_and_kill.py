@@ -79,7 +79,7 @@ def test_sigkill_mid_slide_resumes_identically(tiny_model: Path, tmp_path: Path)
         seen.append(_kill_when(proc, out / "big.partial.h5", min_done))
         assert proc.returncode == -signal.SIGKILL
         assert not (out / "big.h5").exists() and not (out / "big.png").exists()  # nothing final-looking
-        done, n = HeatmapStore.progress(out / "big.partial.h5")  # the partial file stays readable
+        done, _n = HeatmapStore.progress(out / "big.partial.h5")  # the partial file stays readable
         assert done >= seen[-1]
     assert seen[1] > seen[0]
     done_run = subprocess.run(
