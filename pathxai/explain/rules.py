@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import grad as torch_grad
 from zennit.core import Hook, RemovableHandle, RemovableHandleList, Stabilizer, expand
+from zennit.layer import Sum
 
 Tensor = torch.Tensor
 
@@ -207,7 +208,7 @@ class NormRule(RuleHook):
     def __init__(self, stabilizer: float | Callable[[Tensor], Tensor] = 1e-6) -> None:
         super().__init__()
         self.stabilizer = stabilizer
-        self._stabilize = Stabilizer.ensure(stabilizer)
+        self._stabilize = make_stabilizer(stabilizer)
 
     def copy(self) -> NormRule:
         """Return a fresh instance with the same stabilizer."""
@@ -216,6 +217,8 @@ class NormRule(RuleHook):
     def relevance(self, module: nn.Module, input: Tensor, output: Tensor, relevance: Tensor) -> Tensor:
         """Distribute relevance in proportion to each input's share of the (linear) output."""
         ratio = relevance / self._stabilize(output)
+        if isinstance(module, Sum):  # the Jacobian of a sum broadcasts: no autograd round trip needed
+            return input * ratio.unsqueeze(module.dim)
         return input * _plain_gradient(module, input, ratio)
 
 
@@ -266,6 +269,22 @@ def _param(module: nn.Module, name: str) -> Any:
     return getattr(module, name)
 
 
+def make_stabilizer(value: float | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """Return a callable computing zennit's ``Stabilizer.ensure(value)`` with fewer passes over memory.
+
+    For a number ``eps`` the result is zennit's ``stabilize(z, eps)``: ``z + eps * sign(z)`` with
+    ``sign(0) = +1``, computed as one ``where``; a callable is passed through zennit's ``Stabilizer``.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        eps = float(value)
+
+        def stabilize(z: Tensor) -> Tensor:
+            return torch.where(z >= 0, z + eps, z - eps)
+
+        return stabilize
+    return Stabilizer.ensure(value)  # type: ignore[no-any-return]
+
+
 def _memory_format(t: Tensor) -> torch.memory_format:
     """Return the memory format of a 4-d tensor (channels_last or contiguous)."""
     if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
@@ -302,7 +321,7 @@ class ZPlusRule(ParametricRule):
     def __init__(self, stabilizer: float | Callable[[Tensor], Tensor] = 1e-6) -> None:
         super().__init__()
         self.stabilizer = stabilizer
-        self._stabilize = Stabilizer.ensure(stabilizer)
+        self._stabilize = make_stabilizer(stabilizer)
 
     def copy(self) -> ZPlusRule:
         """Return a fresh instance with the same stabilizer."""
@@ -352,7 +371,7 @@ class AlphaBetaRule(ParametricRule):
         self.alpha = alpha
         self.beta = beta
         self.stabilizer = stabilizer
-        self._stabilize = Stabilizer.ensure(stabilizer)
+        self._stabilize = make_stabilizer(stabilizer)
 
     def copy(self) -> AlphaBetaRule:
         """Return a fresh instance with the same parameters."""
@@ -398,7 +417,7 @@ class GammaRule(ParametricRule):
         super().__init__()
         self.gamma = gamma
         self.stabilizer = stabilizer
-        self._stabilize = Stabilizer.ensure(stabilizer)
+        self._stabilize = make_stabilizer(stabilizer)
 
     def copy(self) -> GammaRule:
         """Return a fresh instance with the same parameters."""
@@ -442,7 +461,7 @@ class EpsilonRule(ParametricRule):
     def __init__(self, epsilon: float | Callable[[Tensor], Tensor] = 1e-6) -> None:
         super().__init__()
         self.epsilon = epsilon
-        self._stabilize = Stabilizer.ensure(epsilon)
+        self._stabilize = make_stabilizer(epsilon)
 
     def copy(self) -> EpsilonRule:
         """Return a fresh instance with the same epsilon."""
@@ -473,7 +492,7 @@ class FlatRule(ParametricRule):
     def __init__(self, stabilizer: float | Callable[[Tensor], Tensor] = 1e-6) -> None:
         super().__init__()
         self.stabilizer = stabilizer
-        self._stabilize = Stabilizer.ensure(stabilizer)
+        self._stabilize = make_stabilizer(stabilizer)
         self._denominators: dict[tuple[Any, ...], Tensor] = {}
 
     def copy(self) -> FlatRule:
@@ -531,7 +550,7 @@ class ZBoxRule(ParametricRule):
         self.low = low
         self.high = high
         self.stabilizer = stabilizer
-        self._stabilize = Stabilizer.ensure(stabilizer)
+        self._stabilize = make_stabilizer(stabilizer)
         self._bounds: dict[tuple[Any, ...], tuple[Tensor, Tensor, Tensor]] = {}
 
     def copy(self) -> ZBoxRule:
