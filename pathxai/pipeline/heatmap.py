@@ -479,7 +479,7 @@ def _write_exports(
         attrs = store.attrs
         vmax = float(attrs["relevance_vmax"])
         levels = store.levels
-        # the coarsest level with at most ~4 M pixels for the overview and the polygons
+        # the finest level with at most ~4 M pixels, for the overview and the polygons (bounded cost)
         small = next((lv for lv in range(levels + 1) if math.prod(store.level_shape(lv)) <= 1 << 22), levels)
         f0 = store.l0_per_pixel(0)
         if "tif" in settings.exports:
@@ -487,6 +487,9 @@ def _write_exports(
             shapes = [store.level_shape(lv) for lv in range(levels + 1)]
 
             def tile_fn(level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+                rel = store.region(level, x, y, w, h, "relevance")
+                if not np.isfinite(rel).any():  # no tile here: glass, skip reading the slide
+                    return np.full((h, w, 3), 255, dtype=np.uint8)
                 f = f0 * 2**level
                 l0x, l0y = round(x * f), round(y * f)
                 l0w = max(1, min(round((x + w) * f), slide.dimensions[0]) - l0x)
@@ -496,7 +499,6 @@ def _write_exports(
                     bw = min(w, max(1, round(l0w / f)))
                     bh = min(h, max(1, round(l0h / f)))
                     base[:bh, :bw] = _read_or_white(slide, l0x, l0y, l0w, l0h, bw, bh)
-                rel = store.region(level, x, y, w, h, "relevance")
                 return blend(base, relevance_rgba(rel, vmax), 0.85)
 
             write_pyramid_tiff(
@@ -666,6 +668,8 @@ def heatmap_slide(
                 existing.check_compatible(expected)
                 complete = existing.attrs.get("status") == "complete"
             if complete:
+                # killed between the atomic rename and removing the partial file: drop the leftover
+                partial_path(out, job.slide_id).unlink(missing_ok=True)
                 missing = [e for e in settings.exports if not paths[e].exists()]
                 if missing:
                     timings.update(_write_exports(paths["h5"], slide, paths, settings))

@@ -85,6 +85,12 @@ def test_slide_outputs_are_exact(tiny_model: Path, small_slide: Path, tmp_path: 
     before = Path(res.outputs["h5"]).read_bytes()
     again = heatmap_slide(small_slide, tmp_path, _settings(tiny_model))
     assert again.status == "skipped" and Path(res.outputs["h5"]).read_bytes() == before
+    # killed after the store was renamed into place but before the exports / partial clean-up:
+    Path(res.outputs["png"]).unlink()
+    (tmp_path / "small.partial.h5").write_bytes(b"leftover")
+    again = heatmap_slide(small_slide, tmp_path, _settings(tiny_model))
+    assert again.status == "skipped" and Path(res.outputs["png"]).is_file()
+    assert not (tmp_path / "small.partial.h5").exists() and Path(res.outputs["h5"]).read_bytes() == before
 
 
 class _Stop(Exception):
@@ -225,3 +231,20 @@ def test_duplicate_stems_get_unique_ids(tiny_model: Path, tmp_path: Path) -> Non
     b = write_synthetic_slide(tmp_path / "b" / "s.tiff", 700, 500, mpp=0.5)
     batch = heatmap_batch([a, b], tmp_path / "out", _settings(tiny_model, exports=()))
     assert [r.slide_id for r in batch.results] == ["s", "s-2"] and not batch.failed
+
+
+def test_missing_dask_is_a_clear_error(
+    tiny_model: Path,
+    small_slide: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    code = main(
+        ["heatmap", str(small_slide), "--model", str(tiny_model), "--dask", "local", "--out", str(tmp_path)]
+    )
+    assert code == 2
+    assert "pip install 'pathxai[dask]'" in capsys.readouterr().err
