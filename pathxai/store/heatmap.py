@@ -29,6 +29,7 @@ Nothing half-written ever carries the final name.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -170,8 +171,11 @@ class HeatmapStore:
             raise ValueError("coords, m_coords, t_index and tissue must have the same length")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
+        # Built under a temporary name and renamed once complete, so a run killed while creating
+        # it never leaves an unreadable partial store (stale ``.*.part*`` files are cleaned up).
+        tmp = path.with_name(f".{path.name}.part")
         try:
-            h5 = h5py.File(path, "w")
+            h5 = h5py.File(tmp, "w")
         except OSError as exc:
             raise StoreError(f"cannot create the store ({exc})", path=path) from exc
         try:
@@ -189,10 +193,12 @@ class HeatmapStore:
             h5.create_dataset("tile_relevance", shape=(n, tile_px, tile_px), dtype="f4", dcpl=_early_dcpl())
             h5.create_dataset("done", data=np.zeros(n, dtype=bool))
             h5.create_dataset("failed", data=np.zeros(n, dtype=bool))
-            h5.flush()
+            h5.close()
+            os.replace(tmp, path)
+            h5 = h5py.File(path, "r+")
         except BaseException:
             h5.close()
-            path.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return cls(h5, path, writable=True)
 
