@@ -1,0 +1,341 @@
+"""Sampling checks: who is in the cohort, who is missing, who leaks, and where the model does worse.
+
+* counts per class x site x scanner x patient (x split), class imbalance, classes missing from a
+  site/scanner/split (missing cells);
+* patient-label confounding (patients with a single class: the label is partly a patient identity);
+* patient leakage across splits;
+* categories (grade, site, scanner ...) present outside the training split but never in it;
+* per-group performance: AUC with a bootstrap CI per group when a group holds both classes, else
+  accuracy with a Wilson interval; a group is flagged only when its whole interval lies below the
+  overall estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from pathxai.audit.cohort import AuditItem
+from pathxai.audit.findings import BiasFinding, Thresholds
+from pathxai.audit.stats import auc, auc_ci
+
+__all__ = ["GROUP_COLUMNS", "check", "counts_table", "group_performance"]
+
+#: Metadata columns examined for representation and per-group performance.
+GROUP_COLUMNS = ("site", "scanner", "patient", "split", "grade")
+
+
+def _label(it: AuditItem) -> str:
+    return "unlabelled" if it.tumor is None else ("tumour" if it.tumor == 1 else "non-tumour")
+
+
+def counts_table(items: Sequence[AuditItem]) -> list[dict[str, object]]:
+    """Counts per label x site x scanner x patient x split (JSON-ready rows)."""
+    c: Counter[tuple[str, ...]] = Counter()
+    for it in items:
+        c[
+            (
+                _label(it),
+                it.meta.get("site") or "-",
+                it.meta.get("scanner") or "-",
+                it.meta.get("patient") or it.id,
+                it.meta.get("split") or "-",
+            )
+        ] += 1
+    return [
+        {"label": k[0], "site": k[1], "scanner": k[2], "patient": k[3], "split": k[4], "n": n}
+        for k, n in sorted(c.items())
+    ]
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return centre - half, centre + half
+
+
+def group_performance(
+    items: Sequence[AuditItem], column: str, n_boot: int = 1000, seed: int = 0
+) -> list[dict[str, object]]:
+    """Per value of ``column``: n, AUC (with CI) or accuracy (with Wilson CI) of the item probabilities."""
+    groups: dict[str, list[AuditItem]] = defaultdict(list)
+    for it in items:
+        if it.heat is None or it.tumor is None:
+            continue
+        groups[
+            (it.meta.get(column) or "-") if column != "patient" else (it.meta.get("patient") or it.id)
+        ].append(it)
+    rows = []
+    for g, its in sorted(groups.items()):
+        y = np.asarray([it.tumor for it in its])
+        p = np.asarray([it.heat.probability for it in its])  # type: ignore[union-attr]
+        acc_k = int(((p >= 0.5).astype(int) == y).sum())
+        lo, hi = _wilson(acc_k, len(y))
+        row: dict[str, object] = {
+            "group": g,
+            "n": len(y),
+            "n_tumour": int(y.sum()),
+            "accuracy": acc_k / len(y),
+            "accuracy_ci": [lo, hi],
+        }
+        if 0 < y.sum() < len(y):
+            a, alo, ahi = auc_ci(y, p, n_boot=n_boot, seed=seed)
+            row.update({"auc": a, "auc_ci": [alo, ahi]})
+        rows.append(row)
+    return rows
+
+
+def check(
+    items: Sequence[AuditItem],
+    thresholds: Thresholds | None = None,
+    seen_in_training: Collection[str] = (),
+    train_split: str = "train",
+) -> list[BiasFinding]:
+    """Representation, leakage and per-group performance findings.
+
+    Parameters
+    ----------
+    items
+        The cohort.
+    thresholds
+        Severity rules.
+    seen_in_training
+        Item ids the model was trained on: excluded from per-group performance.
+    train_split
+        Name of the training split in the ``split`` column.
+
+    Returns
+    -------
+    list[BiasFinding]
+    """
+    th = thresholds or Thresholds()
+    out: list[BiasFinding] = []
+    if not items:
+        return out
+    labels = [_label(it) for it in items]
+    lc = Counter(lab for lab in labels if lab != "unlabelled")
+    # --- imbalance ------------------------------------------------------------------------
+    if len(lc) >= 2:
+        ratio = max(lc.values()) / max(1, min(lc.values()))
+    elif len(lc) == 1:
+        ratio = float("inf")
+    else:
+        ratio = float("nan")
+    sev, thr = th.grade("sampling.imbalance", ratio if math.isfinite(ratio) else 1e9)
+    if not lc:
+        sev, thr = "info", None
+    out.append(
+        BiasFinding(
+            family="sampling",
+            check="sampling.imbalance",
+            metric="majority / minority class count",
+            value=ratio if math.isfinite(ratio) else None,
+            threshold=thr,
+            severity=sev,
+            message="Class counts: " + ", ".join(f"{k} {v}" for k, v in sorted(lc.items())) + ".",
+            details={"counts": dict(lc)},
+        )
+    )
+    # --- missing cells ----------------------------------------------------------------------
+    missing = []
+    for col in ("site", "scanner", "split"):
+        vals = {str(it.meta.get(col)) for it in items if it.meta.get(col)}
+        if len(vals) < 1 or (col != "split" and len(vals) < 2):
+            continue
+        for v in sorted(vals):
+            have = Counter(lab for it, lab in zip(items, labels, strict=True) if it.meta.get(col) == v)
+            for cls in lc:
+                if have.get(cls, 0) == 0:
+                    missing.append(
+                        {"column": col, "value": v, "missing_class": cls, "n_in_group": sum(have.values())}
+                    )
+    sev, thr = th.grade("sampling.missing_cells", float(len(missing)))
+    out.append(
+        BiasFinding(
+            family="sampling",
+            check="sampling.missing_cells",
+            metric="number of site/scanner/split groups lacking a class",
+            value=float(len(missing)),
+            threshold=thr,
+            severity=sev,
+            message=(
+                "; ".join(f"{m['column']}={m['value']} has no {m['missing_class']}" for m in missing[:8])
+                if missing
+                else "Every site, scanner and split holds every class."
+            )
+            + (
+                ""
+                if any(
+                    len({it.meta.get(c) for it in items if it.meta.get(c)}) > 1 for c in ("site", "scanner")
+                )
+                else " Only one site and one scanner: site/scanner bias cannot be assessed in this cohort."
+            ),
+            details={"missing": missing},
+        )
+    )
+    # --- patient confounding --------------------------------------------------------------
+    per_patient: dict[str, Counter[str]] = defaultdict(Counter)
+    for it, lab in zip(items, labels, strict=True):
+        if lab != "unlabelled":
+            per_patient[it.meta.get("patient") or it.id][lab] += 1
+    multi = {p: c for p, c in per_patient.items() if sum(c.values()) >= 2}
+    if multi and any(it.meta.get("patient") for it in items):
+        single = sorted(p for p, c in multi.items() if len(c) == 1)
+        frac = len(single) / len(multi)
+        sev, thr = th.grade("sampling.patient_confounding", frac)
+        out.append(
+            BiasFinding(
+                family="sampling",
+                check="sampling.patient_confounding",
+                metric="fraction of patients (with >= 2 items) whose items all share one class",
+                value=frac,
+                threshold=thr,
+                severity=sev,
+                message=(
+                    f"{len(single)} of {len(multi)} patients contribute a single class: the label is partly "
+                    "a patient identity, so anything patient-specific (stain batch, tissue handling) can "
+                    "act as a label proxy. Split and evaluate by patient."
+                ),
+                items=tuple(it.id for it in items if (it.meta.get("patient") or it.id) in set(single))[:50],
+                details={"patients": {p: dict(c) for p, c in sorted(per_patient.items())}},
+            )
+        )
+    # --- leakage ----------------------------------------------------------------------------
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for it in items:
+        if it.meta.get("split") and it.meta.get("patient"):
+            splits_of[it.meta["patient"]].add(it.meta["split"])
+    if splits_of:
+        leaked = sorted(p for p, s in splits_of.items() if len(s) > 1)
+        sev, thr = th.grade("sampling.leakage", float(len(leaked)))
+        out.append(
+            BiasFinding(
+                family="sampling",
+                check="sampling.leakage",
+                metric="number of patients present in more than one split",
+                value=float(len(leaked)),
+                threshold=thr,
+                severity=sev,
+                message=(
+                    "Patients in several splits: "
+                    + ", ".join(f"{p} ({'/'.join(sorted(splits_of[p]))})" for p in leaked[:10])
+                    + ". Test results are optimistic: the model has seen these patients."
+                    if leaked
+                    else "No patient appears in more than one split."
+                ),
+                items=tuple(it.id for it in items if it.meta.get("patient") in set(leaked))[:100],
+                details={"leaked_patients": {p: sorted(splits_of[p]) for p in leaked}},
+            )
+        )
+    # --- categories never seen in training ----------------------------------------------------
+    train = [it for it in items if it.meta.get("split") == train_split]
+    rest = [it for it in items if it.meta.get("split") and it.meta.get("split") != train_split]
+    if train and rest:
+        unseen: dict[str, list[str]] = {}
+        n_affected = 0
+        cols = ("site", "scanner", "grade")
+        for col in cols:
+            seen = {it.meta.get(col) for it in train if it.meta.get(col)}
+            other = Counter(it.meta.get(col) for it in rest if it.meta.get(col))
+            miss = sorted(v for v in other if v not in seen)  # type: ignore[type-var]
+            if miss:
+                unseen[col] = miss  # type: ignore[assignment]
+        affected = [it for it in rest if any(it.meta.get(c) in unseen.get(c, []) for c in cols)]
+        n_affected = len(affected)
+        frac = n_affected / len(rest)
+        sev, thr = th.grade("sampling.unseen", frac)
+        out.append(
+            BiasFinding(
+                family="sampling",
+                check="sampling.unseen",
+                metric=f"fraction of non-{train_split} items whose site/scanner/grade never occurs in {train_split}",
+                value=frac,
+                threshold=thr,
+                severity=sev,
+                message=(
+                    "Never in training: "
+                    + "; ".join(f"{c} = {', '.join(v)}" for c, v in unseen.items())
+                    + f" ({n_affected} evaluation items). The model was never shown these."
+                    if unseen
+                    else f"Every site, scanner and grade of the evaluation splits also occurs in {train_split}."
+                ),
+                items=tuple(it.id for it in affected)[:100],
+                details={"unseen": unseen},
+            )
+        )
+    # --- per-group performance --------------------------------------------------------------
+    seen_ids = set(seen_in_training)
+    evaluable = [it for it in items if it.heat is not None and it.tumor is not None and it.id not in seen_ids]
+    if len(evaluable) >= 4:
+        y = np.asarray([it.tumor for it in evaluable])
+        p = np.asarray([it.heat.probability for it in evaluable])  # type: ignore[union-attr]
+        overall_acc = float(((p >= 0.5).astype(int) == y).mean())
+        overall_auc = auc(y, p)
+        worst: list[dict[str, object]] = []
+        tables: dict[str, object] = {}
+        for col in GROUP_COLUMNS:
+            if col != "patient" and not any(it.meta.get(col) for it in evaluable):
+                continue
+            rows = group_performance(evaluable, col, int(th.setting("bootstrap")), int(th.setting("seed")))
+            if len(rows) < 2:
+                continue
+            tables[col] = rows
+            for r in rows:
+                if "auc" in r and math.isfinite(overall_auc):
+                    hi = r["auc_ci"][1]  # type: ignore[index]
+                    if math.isfinite(hi) and hi < overall_auc:
+                        gap_auc = overall_auc - float(r["auc"])  # type: ignore[arg-type]
+                        worst.append({"column": col, **r, "gap": gap_auc, "metric": "auc"})
+                hi_acc = r["accuracy_ci"][1]  # type: ignore[index]
+                if hi_acc < overall_acc:
+                    gap_acc = overall_acc - float(r["accuracy"])  # type: ignore[arg-type]
+                    worst.append({"column": col, **r, "gap": gap_acc, "metric": "accuracy"})
+        worst.sort(key=lambda r: -float(r["gap"]))  # type: ignore[arg-type]
+        gap = float(worst[0]["gap"]) if worst else 0.0  # type: ignore[arg-type]
+        sev, thr = th.grade("sampling.group_performance", gap)
+        out.append(
+            BiasFinding(
+                family="sampling",
+                check="sampling.group_performance",
+                metric="largest drop of a group's AUC/accuracy below the overall value (group CI entirely below)",
+                value=gap,
+                threshold=thr,
+                severity=sev,
+                message=(
+                    f"Overall on {len(evaluable)} items not used for training: AUC {overall_auc:.3f}, "
+                    f"accuracy {overall_acc:.3f}. "
+                    + (
+                        "Worse groups: "
+                        + "; ".join(
+                            f"{w['column']}={w['group']} {w['metric']} "
+                            f"{float(w[str(w['metric'])]):.2f} (n={w['n']})"  # type: ignore[arg-type]
+                            for w in worst[:5]
+                        )
+                        + "."
+                        if worst
+                        else "No group is significantly worse."
+                    )
+                ),
+                items=tuple(
+                    it.id
+                    for it in evaluable
+                    if worst and (it.meta.get(str(worst[0]["column"])) or it.id) == worst[0]["group"]
+                )[:50],
+                details={
+                    "overall_auc": overall_auc,
+                    "overall_accuracy": overall_acc,
+                    "n": len(evaluable),
+                    "excluded_seen_in_training": len([it for it in items if it.id in seen_ids]),
+                    "worse_groups": worst[:20],
+                    "groups": tables,
+                },
+            )
+        )
+    return out

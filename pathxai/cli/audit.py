@@ -1,0 +1,70 @@
+"""``pathxai audit``: bias audit of a cohort (stain, artifacts, labels, sampling) -> report.json/.html/.geojson."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``audit`` command."""
+    p = sub.add_parser(
+        "audit",
+        help="audit a cohort for stain/artifact/label/sampling biases (HTML + JSON + GeoJSON report)",
+        description="Run every bias check on a manifest of images or slides and write DIR/report.json, "
+        "DIR/report.html (self-contained) and DIR/findings.geojson.",
+    )
+    p.add_argument(
+        "--manifest",
+        required=True,
+        help="CSV manifest (path, label/tumor; patient, site, scanner, split ...)",
+    )
+    p.add_argument(
+        "--data-root", default=None, help="directory the manifest paths are relative to (default: its folder)"
+    )
+    p.add_argument(
+        "--model", default="default", help="'default', a model directory, or 'none' for model-free checks"
+    )
+    p.add_argument(
+        "--heatmaps",
+        default=None,
+        metavar="DIR",
+        help="heatmap stores from 'pathxai heatmap' (slide cohorts)",
+    )
+    p.add_argument(
+        "--config", default=None, metavar="JSON", help="severity thresholds/settings overriding the defaults"
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="IMG",
+        help="reference H&E image for the stain-normalisation test",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the audit and print the summary."""
+    from pathxai.pipeline.audit import audit
+
+    model = None if str(args.model).lower() == "none" else args.model
+    report = audit(
+        args.manifest,
+        data_root=args.data_root,
+        model=model,
+        heatmaps=args.heatmaps,
+        out=args.out,
+        config=args.config,
+        reference=args.reference,
+        progress=not args.quiet,
+    )
+    d = report.to_dict()["summary"]["counts"]
+    print(f"findings: high {d['high']}, medium {d['medium']}, low {d['low']}, info {d['info']}")
+    for f in report.findings:
+        if f.severity in ("high", "medium"):
+            print(
+                f"  [{f.severity}] {f.check}: {f.metric} = {f.value if f.value is None else round(f.value, 3)}"
+            )
+    print(f"written: {args.out}/report.html, report.json, findings.geojson")
+    return 0
