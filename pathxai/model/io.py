@@ -277,7 +277,10 @@ def preprocess(pixels: np.ndarray, card: ModelCard) -> torch.Tensor:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"pixels must be (H, W, 3) or (N, H, W, 3) RGB, got shape {arr.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
     mean = torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous()
