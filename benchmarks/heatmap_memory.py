@@ -23,11 +23,13 @@ from pathlib import Path
 from heatmap_common import CACHE, machine_state, slide_for_tiles
 
 
-def child(slide: str, out: str, threads: int, workers: int, batch: int) -> None:
+def child(slide: str, out: str, threads: int, workers: int, batch: int, model: str) -> None:
     from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 
     t0 = time.perf_counter()
-    res = heatmap_slide(slide, out, HeatmapSettings(threads=threads, workers=workers, batch_size=batch))
+    res = heatmap_slide(
+        slide, out, HeatmapSettings(model=model, threads=threads, workers=workers, batch_size=batch)
+    )
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"n_tiles": res.summary["n_tiles"], "self_mb": self_kb / 1024, "workers_mb": kids_kb / 1024,
@@ -40,15 +42,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--model", default="default")
     ap.add_argument("--child", nargs=2, metavar=("SLIDE", "OUT"))
     args = ap.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args.threads, args.workers, args.batch_size)
+        child(args.child[0], args.child[1], args.threads, args.workers, args.batch_size, args.model)
         return
-    from pathxai.model import card_from_file
-    from pathxai.model.io import DEFAULT_MODEL_DIR
+    from pathxai.model.io import DEFAULT_MODEL_DIR, card_from_file
 
-    card = card_from_file(DEFAULT_MODEL_DIR)
+    card = card_from_file(DEFAULT_MODEL_DIR if args.model == "default" else args.model)
     print(f"# peak memory ({machine_state()} at start), torch threads {args.threads}, workers {args.workers}")
     rows = []
     for factor in (1, 16):
@@ -56,7 +58,7 @@ def main() -> None:
         out = CACHE / f"mem_out_{factor}"
         shutil.rmtree(out, ignore_errors=True)
         cmd = [sys.executable, __file__, "--child", str(slide), str(out), "--threads", str(args.threads),
-               "--workers", str(args.workers), "--batch-size", str(args.batch_size)]  # fmt: skip
+               "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--model", args.model]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         r["slide"] = Path(slide).name

@@ -30,12 +30,20 @@ class Mosaic:
 
 
 def build_glas_mosaic(
-    glas_dir: Path, out: Path, rows: int = 4, cols: int = 4, split: str = "testA", seed: int = 0,
+    glas_dir: Path, out: Path, patients: list[str], rows: int = 4, cols: int = 4, seed: int = 0,
     cell: tuple[int, int] = (768, 512),
 ) -> Mosaic:  # fmt: skip
-    """Write a ``rows x cols`` mosaic of half benign, half malignant GlaS images (from ``split``)."""
+    """Write a ``rows x cols`` mosaic of half benign, half malignant GlaS images of ``patients``.
+
+    Pass the default model's held-out test patients (its card's ``training.test_patients``) so the
+    model never saw any image of the mosaic.
+    """
     with open(glas_dir / "manifest.csv", newline="") as fh:
-        recs = [r for r in csv.DictReader(fh) if r["split"] == split]
+        recs = [
+            r
+            for r in csv.DictReader(fh)
+            if r["patient_id"] in set(patients) and int(r["width"]) >= cell[0] and int(r["height"]) >= cell[1]
+        ]
     rng = np.random.default_rng(seed)
     n = rows * cols
     benign = [r for r in recs if r["tumor"] == "0"]

@@ -22,18 +22,23 @@ from .glas_mosaic import build_glas_mosaic
 AUC_FLOOR = 0.8
 
 
-def _default_model_or_skip() -> None:
+def _held_out_patients_or_skip() -> list[str]:
     from pathxai.model import DEFAULT_MODEL_DIR
+    from pathxai.model.io import card_from_file
 
     if not (DEFAULT_MODEL_DIR / "model_card.json").is_file():
         pytest.skip("the default model is not installed")
+    patients = card_from_file(DEFAULT_MODEL_DIR).training.get("test_patients")
+    if not patients:
+        pytest.skip("the default model's card does not list held-out patients")
+    return list(patients)
 
 
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_mosaic_separates_malignant_from_benign(glas_dir: Path, tmp_path: Path) -> None:
-    _default_model_or_skip()
-    mosaic = build_glas_mosaic(glas_dir, tmp_path / "mosaic.tiff")
+    patients = _held_out_patients_or_skip()
+    mosaic = build_glas_mosaic(glas_dir, tmp_path / "mosaic.tiff", patients)
     res = heatmap_slide(mosaic.path, tmp_path / "out", HeatmapSettings(batch_size=32, workers=1))
     assert res.status == "done" and res.summary["n_failed_tiles"] == 0
     rows, cols = mosaic.labels.shape
