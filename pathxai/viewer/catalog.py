@@ -121,7 +121,8 @@ def scan(roots: Roots) -> Catalog:
                 with HeatmapStore.open(path) as store:
                     attrs = store.attrs
             except PathXAIError as exc:
-                cat.skipped.append(f"{rel}: {exc}")
+                if "pathxai.coords/" not in str(exc):  # tile coordinate files are expected, not errors
+                    cat.skipped.append(f"{rel}: {exc}")
                 continue
             if attrs.get("status") != "complete":
                 cat.skipped.append(f"{rel}: store is not complete (status {attrs.get('status')!r})")

@@ -182,7 +182,7 @@ def _slide_panel(entry: SlideEntry, cat: Catalog, cfg: ViewerConfig, layer: str,
         opacity=opacity,
         goto=st.session_state.get("goto"),
         marker=marker,
-        height=560,
+        height=480,
         key=f"osd-{entry.slide_id}",
         default=None,
     )
@@ -233,10 +233,9 @@ def _region_panel(entry: SlideEntry, cat: Catalog, method: str) -> None:
         f"Tile {view.index} at level-0 ({view.l0_x}, {view.l0_y}), {view.size} px at {view.mpp:g} µm/px"
     )
     names = view.classes or tuple(f"class {i}" for i in range(len(view.probabilities)))
-    cols = st.columns(len(names))
-    for col, name, p in zip(cols, names, view.probabilities, strict=False):
-        col.metric(f"p({name})", f"{float(p):.3f}")
-    c1, c2, c3 = st.columns(3)
+    c0, c1, c2, c3 = st.columns([0.8, 1, 1, 1])
+    for name, p in zip(names, view.probabilities, strict=False):
+        c0.metric(f"p({name})", f"{float(p):.3f}")
     c1.image(view.pixels, caption="tile", width="stretch")
     c2.image(
         heatmap_rgb(view.tile_relevance, view.pixels),
