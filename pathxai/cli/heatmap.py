@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pathxai.cli._common import add_slide_mpp, fraction, positive_float, positive_int, progress_bar
+from pathxai.cli._common import add_slide_mpp, fraction, plausible_mpp, positive_int, progress_bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default="default", help="'default' or a model directory (default: default)")
     p.add_argument("--method", default="lrp", help="attribution method (see pathxai.explain.METHODS)")
-    p.add_argument(
-        "--mpp", type=positive_float, default=None, help="tile resolution µm/px (default: model's)"
-    )
+    p.add_argument("--mpp", type=plausible_mpp, default=None, help="tile resolution µm/px (default: model's)")
     p.add_argument("--size", type=positive_int, default=None, help="tile side px at --mpp (default: model's)")
     p.add_argument("--stride", type=positive_int, default=None, help="tile step px (default: --size)")
     p.add_argument(
@@ -83,6 +81,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pathxai heatmap: error: {exc}", file=sys.stderr)
         return 2
+    from pathxai.explain import METHODS
+
+    if args.method not in METHODS:
+        print(f"pathxai heatmap: error: unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    from pathxai.model import load_model_with_card
+
+    load_model_with_card(args.model)  # a bad model fails once, in one line, before any slide
     jobs = resolve_jobs(args.inputs, args.data_root, args.slide_mpp)
     overall = progress_bar(len(jobs), desc="slides", unit="slide", position=0)
     bars: dict[str, Any] = {}

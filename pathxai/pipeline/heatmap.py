@@ -30,6 +30,7 @@ from pathxai import __version__
 from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, PathXAIError, ResolutionError, SlideError, StoreError
 from pathxai.geometry import Grid
+from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, TissueSettings, open_slide
 from pathxai.stitch import WINDOWS, Stitcher, downsample2, n_levels, pool_tiles
 from pathxai.store.heatmap import HeatmapStore, final_path, partial_path
@@ -683,6 +684,8 @@ def heatmap_slide(
         t0 = time.perf_counter()
         grid, mask = tile_slide(slide, mpp, size, stride, settings.min_tissue, settings.tissue)
         timings["tissue_grid_s"] = time.perf_counter() - t0
+        if not grid.specs:  # too small, blank, or too little tissue: say which, write nothing
+            raise empty_grid_error(job.path, grid, mask.fraction, settings.min_tissue)
         if on_start is not None:
             on_start(job.slide_id, len(grid.specs))
         store, resumed = _open_or_create(

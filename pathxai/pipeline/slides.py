@@ -67,7 +67,7 @@ def slide_info(path: str | Path, slide_mpp: float | None = None, tissue: bool = 
     return info
 
 
-def _empty_grid_error(path: str | Path, grid: Grid, tissue_fraction: float, min_tissue: float) -> TissueError:
+def empty_grid_error(path: str | Path, grid: Grid, tissue_fraction: float, min_tissue: float) -> TissueError:
     """Say why a slide yields no tile: too small, no tissue, or too little tissue per tile."""
     if grid.m_width < grid.size or grid.m_height < grid.size:
         return TissueError(
@@ -151,7 +151,7 @@ def tile_to_file(
             )
         grid, mask = tile_slide(slide, mpp, size, stride, min_tissue, settings)
         if not len(grid):
-            raise _empty_grid_error(path, grid, mask.fraction, min_tissue)
+            raise empty_grid_error(path, grid, mask.fraction, min_tissue)
         thumb, downsample = slide.thumbnail(mpp=max(settings.mpp / 2, slide.mpp), max_side=2048)
         resolution = slide.resolution
     failed: list[str] = []

@@ -1,0 +1,213 @@
+"""Bad-input catalogue through the batch heatmap CLI (``pathxai heatmap``).
+
+A bad *run* (model, method, resolution option, manifest) fails at once in one line with exit 2
+and writes nothing. A bad *slide* in a batch fails alone: the others finish, the CLI exits 1,
+prints one line per failed slide, lists it in ``failures.json``, and leaves no output (and no
+temporary file) under that slide's name. A corrupted tile is reported and the slide completes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from pathxai.slide.testing import write_synthetic_slide
+
+from .conftest import assert_clean_failure, run_main
+
+pytestmark = pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[2] / "pathxai/cli/heatmap.py").is_file(),
+    reason="the heatmap CLI has not landed",
+)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from pathxai.model import ModelCard, build_model, save_model
+
+    torch.manual_seed(0)
+    widths = [4, 8, 8, 8, 8]
+    card = ModelCard(
+        arch="compact_cnn", classes=("non-tumour", "tumour"), tumour_index=1, input_size=64, mpp=2.0,
+        mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), arch_kwargs={"widths": widths},
+    )  # fmt: skip
+    return save_model(
+        build_model("compact_cnn", widths=widths), card, tmp_path_factory.mktemp("hm") / "model"
+    )
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_slide(
+        tmp_path_factory.mktemp("good") / "good.tiff",
+        1536,
+        1024,
+        mpp=0.5,
+        levels=2,
+        tile=256,
+        compression="zlib",
+    )
+
+
+def _bad_slides(d: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    """slide id -> (file, words its failure message must contain)."""
+    png = d / "renamed.svs"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, format="PNG")
+    cut = d / "cut.tiff"
+    cut.write_bytes(good.read_bytes()[:5000])
+    empty = d / "empty.svs"
+    empty.touch()
+    folder = d / "folder.svs"
+    folder.mkdir()
+    tiny = write_synthetic_slide(d / "tiny.tiff", 96, 96, mpp=0.5, levels=1, tile=16, compression="zlib")
+    blank = write_synthetic_slide(
+        d / "blank.tiff",
+        1024,
+        1024,
+        mpp=0.5,
+        levels=1,
+        tile=256,
+        compression="zlib",
+        blobs=[(-9e3, -9e3, 1, 1)],
+    )
+    bogus = write_synthetic_slide(
+        d / "bogus.tiff", 1024, 1024, mpp=1000, levels=1, tile=256, compression="zlib"
+    )
+    return {
+        "renamed": (png, "not a whole-slide image (it is a PNG image)"),
+        "cut": (cut, "truncated"),
+        "empty": (empty, "empty file"),
+        "folder": (folder, "is a directory"),
+        "missing": (d / "missing.svs", "no such file"),
+        "tiny": (tiny, "smaller than one 64 px tile"),
+        "blank": (blank, "no tissue"),
+        "bogus": (bogus, "implausible"),
+    }
+
+
+def _no_outputs_named(out: Path, slide_id: str) -> None:
+    left = [p.name for p in out.iterdir() if p.name.split(".")[0] == slide_id or slide_id in p.name]
+    assert left == [], left
+    assert not list(out.glob(".*.part*"))
+
+
+def test_bad_slides_fail_alone_and_leave_nothing(tmp_path: Path, model: Path, good: Path) -> None:
+    bad = _bad_slides(tmp_path, good)
+    out = tmp_path / "out"
+    r = run_main(
+        "heatmap", good, *[p for p, _ in bad.values()], "--model", model, "--out", out, "--workers", "0"
+    )
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert (out / "good.h5").is_file() and "good: done" in r.stdout
+    failures = {
+        f["slide_id"]: f["error"] for f in json.loads((out / "failures.json").read_text())["failures"]
+    }
+    assert sorted(failures) == sorted(bad)
+    lines = {ln.strip().split(":", 1)[0]: ln for ln in r.stdout.splitlines() if ln.startswith("  ")}
+    for sid, (path, words) in bad.items():
+        assert words in failures[sid], (sid, failures[sid])
+        assert str(path) in failures[sid] or path.name in failures[sid], failures[sid]
+        assert "unexpected error" not in failures[sid]
+        assert words in lines[sid]
+        _no_outputs_named(out, sid)
+
+
+def test_missing_resolution_is_rescued_by_the_manifest(tmp_path: Path, model: Path) -> None:
+    bogus = write_synthetic_slide(
+        tmp_path / "bogus.tiff", 1024, 1024, mpp=1000, levels=1, tile=256, compression="zlib"
+    )
+    m = tmp_path / "m.csv"
+    m.write_text("path,mpp\nbogus.tiff,0.5\n")
+    r = run_main("heatmap", m, "--model", model, "--out", tmp_path / "out", "--workers", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "out" / "bogus.h5").is_file() and bogus.is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "mention", "usage"),
+    [
+        (["--model", "{missing}"], "model not found", False),
+        (["--method", "nosuch"], "unknown method 'nosuch'", False),
+        (["--mpp", "1e-6"], "not a plausible resolution", True),
+        (["--slide-mpp", "5000"], "not a plausible resolution", True),
+        (["--min-tissue", "3"], "[0, 1]", True),
+    ],
+)
+def test_bad_run_options_fail_once_in_one_line(
+    tmp_path: Path, model: Path, good: Path, extra: list[str], mention: str, usage: bool
+) -> None:
+    out = tmp_path / "out"
+    extra = [e.replace("{missing}", str(tmp_path / "nomodel")) for e in extra]
+    args = [
+        "heatmap",
+        good,
+        "--out",
+        out,
+        "--workers",
+        "0",
+        *(["--model", model] if "--model" not in extra else []),
+        *extra,
+    ]
+    assert_clean_failure(run_main(*args), mention, usage_ok=usage)
+    assert not out.exists() or [p.name for p in out.iterdir() if not p.name.startswith(".pathxai.lock")] == []
+
+
+def test_tampered_model_fails_before_any_slide(tmp_path: Path, model: Path, good: Path) -> None:
+    import shutil
+
+    bad = tmp_path / "bad_model"
+    shutil.copytree(model, bad)
+    w = bad / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-10] + b"\x00" * 10)
+    out = tmp_path / "out"
+    assert_clean_failure(run_main("heatmap", good, "--model", bad, "--out", out), bad, "does not match")
+    assert not out.exists()
+
+
+def test_manifest_escaping_its_root(tmp_path: Path, model: Path, good: Path) -> None:
+    m = tmp_path / "sub" / "m.csv"
+    m.parent.mkdir()
+    m.write_text(f"path\n../{good.name}\n")
+    out = tmp_path / "out"
+    assert_clean_failure(run_main("heatmap", m, "--model", model, "--out", out, "--workers", "0"), "'..'")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="single-level slide: tissue detection reads the corrupt tile and fails the slide"
+)
+def test_corrupt_tile_is_reported_and_the_slide_completes(tmp_path: Path, model: Path) -> None:
+    path = write_synthetic_slide(
+        tmp_path / "c.tiff", 2048, 1536, mpp=0.5, levels=1, tile=256, compression="zlib"
+    )
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        cols = -(-page.imagewidth // page.tilewidth)
+        idx = 3 * cols + 4  # level-0 (1024, 768): one 64 px grid tile at 2 µm/px, in the tissue blob
+        off, cnt = page.dataoffsets[idx], page.databytecounts[idx]
+    with open(path, "r+b") as fh:
+        fh.seek(off)
+        fh.write(b"\xff" * cnt)
+    out = tmp_path / "out"
+    r = run_main("heatmap", path, "--model", model, "--out", out, "--workers", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads((out / "c.json").read_text())
+    assert summary["n_failed_tiles"] >= 1 and summary["failed_tiles"]
+    bad = summary["failed_tiles"][0]
+    assert (
+        1024 <= bad["l0_x"] + 128 and bad["l0_x"] < 1280 and 768 <= bad["l0_y"] + 128 and bad["l0_y"] < 1024
+    )
+    assert "unreadable tiles" in r.stdout and f"{summary['n_failed_tiles']} unreadable" in r.stdout
+    from pathxai.store.heatmap import HeatmapStore
+
+    with HeatmapStore.open(out / "c.h5") as st:
+        assert st.attrs["status"] == "complete"
+        assert int(st.failed.sum()) == summary["n_failed_tiles"]
+        assert np.isnan(st.probabilities[st.failed]).all() and np.isfinite(st.probabilities[~st.failed]).all()
