@@ -707,6 +707,8 @@ def heatmap_slide(
             )
             timings["tiles_s"] = time.perf_counter() - t0
             timings.update(ctimes)
+            # Corrupt areas met by tissue detection (painted as background) are reported too.
+            failures = [f"tissue thumbnail: {m}" for m in slide.unreadable_regions] + failures
             # Failures of batches finished by an earlier (killed) run are reported from the store.
             t0 = time.perf_counter()
             canvas_shape = _canvas_shape(grid, k)

@@ -154,7 +154,7 @@ def tile_to_file(
             raise empty_grid_error(path, grid, mask.fraction, min_tissue)
         thumb, downsample = slide.thumbnail(mpp=max(settings.mpp / 2, slide.mpp), max_side=2048)
         resolution = slide.resolution
-    failed: list[str] = []
+        failed: list[str] = [f"tissue thumbnail: {m}" for m in dict.fromkeys(slide.unreadable_regions)]
     if read and len(grid):
         source = SlideSource(str(path), slide_mpp)
         for batch in iter_tiles(source, grid, batch_size=batch_size, workers=workers):

@@ -12,7 +12,7 @@ from typing import Self
 import numpy as np
 from PIL import Image
 
-from pathxai.errors import ResolutionError
+from pathxai.errors import ResolutionError, SlideError
 from pathxai.slide.resolution import Resolution
 
 
@@ -28,6 +28,8 @@ class BaseSlide(abc.ABC):
 
     def __init__(self, resolution: Resolution) -> None:
         self._resolution = resolution
+        #: Regions :meth:`thumbnail` could not read (corrupt tiles), painted as background.
+        self.unreadable_regions: list[str] = []
 
     # ---- metadata -------------------------------------------------------------------
     @property
@@ -188,8 +190,36 @@ class BaseSlide(abc.ABC):
                 bw, bh = min(block, out_w - ox), min(block, out_h - oy)
                 x0, y0 = round(ox * w0 / out_w), round(oy * h0 / out_h)
                 x1, y1 = round((ox + bw) * w0 / out_w), round((oy + bh) * h0 / out_h)
-                out[oy : oy + bh, ox : ox + bw] = self.read_l0_region(x0, y0, x1 - x0, y1 - y0, bw, bh)
+                out[oy : oy + bh, ox : ox + bw] = self._read_tolerant(x0, y0, x1, y1, bw, bh)
         return out, w0 / out_w
+
+    def _read_tolerant(self, x0: int, y0: int, x1: int, y1: int, bw: int, bh: int) -> np.ndarray:
+        """Read a thumbnail block; a corrupt part is narrowed down by quadrants and painted white.
+
+        One corrupt tile must not make a whole (single-level) slide unreadable: the failing
+        part, down to 64 output pixels, is recorded in :attr:`unreadable_regions` instead.
+        """
+        try:
+            return self.read_l0_region(x0, y0, x1 - x0, y1 - y0, bw, bh)
+        except SlideError as exc:
+            if bw <= 64 and bh <= 64:
+                self.unreadable_regions.append(
+                    f"level-0 region ({x0}, {y0}) size {x1 - x0}x{y1 - y0} unreadable: {exc}"
+                )
+                return np.full((bh, bw, 3), 255, dtype=np.uint8)
+        out = np.empty((bh, bw, 3), dtype=np.uint8)
+        mx, my = bw // 2, bh // 2
+        for ox0, ox1 in ((0, mx), (mx, bw)) if bw > 1 else ((0, bw),):
+            for oy0, oy1 in ((0, my), (my, bh)) if bh > 1 else ((0, bh),):
+                if ox1 <= ox0 or oy1 <= oy0:
+                    continue
+                sx0, sx1 = x0 + round(ox0 * (x1 - x0) / bw), x0 + round(ox1 * (x1 - x0) / bw)
+                sy0, sy1 = y0 + round(oy0 * (y1 - y0) / bh), y0 + round(oy1 * (y1 - y0) / bh)
+                if sx1 <= sx0 or sy1 <= sy0:
+                    out[oy0:oy1, ox0:ox1] = 255
+                    continue
+                out[oy0:oy1, ox0:ox1] = self._read_tolerant(sx0, sy0, sx1, sy1, ox1 - ox0, oy1 - oy0)
+        return out
 
     # ---- lifetime -------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook for subclasses
