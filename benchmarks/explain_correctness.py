@@ -70,6 +70,18 @@ def report(name: str, model: nn.Module, x: torch.Tensor) -> None:
         ):
             err0 = rel_err(fast(x).relevance, stock(x).relevance)
         print(f"- {method}: fast vs stock max rel err {err:.1e} (BN eps 1e-5), {err0:.1e} (BN eps 0)")
+    with torch.no_grad():
+        truth = model(x)
+        with (
+            Explainer(model, "lrp", channels_last=False) as fast,
+            Explainer(model, "lrp_zennit", channels_last=False) as stock,
+        ):
+            dev_fast = float((fast.model(x) - truth).abs().max() / truth.abs().max())
+            dev_stock = float((stock.model(x) - truth).abs().max() / truth.abs().max())
+    print(
+        f"- logits of the prepared model vs the original model (max rel dev): fast (BN fused, removed) "
+        f"{dev_fast:.1e}; stock zennit (merged BN left as x / sqrt(1 + eps)) {dev_stock:.1e}"
+    )
     zb = zero_biases(model)
     with Explainer(zb, "lrp") as explainer:
         result = explainer(x)

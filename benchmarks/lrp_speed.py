@@ -35,15 +35,10 @@ from pathxai.explain import Explainer
 def load_model(name: str) -> tuple[nn.Module, int, str]:
     """Return (model, input size, description)."""
     if name == "default":
-        from pathxai.model import load_default_model  # type: ignore[attr-defined]
+        from pathxai.model import load_model_with_card
 
-        loaded = load_default_model()
-        model = loaded[0] if isinstance(loaded, tuple) else getattr(loaded, "model", loaded)
-        size = 112
-        card = getattr(loaded, "card", None)
-        if card is not None:
-            size = int(getattr(card, "input_size", None) or getattr(card, "tile_size", None) or size)
-        return model.eval(), size, f"default model ({type(model).__name__})"
+        model, card = load_model_with_card("default")
+        return model.eval(), int(card.input_size), f"default model ({card.arch}, trained)"
     if name == "compact_cnn":
         from pathxai.model import build_model  # type: ignore[attr-defined]
 
