@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -85,13 +84,13 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"pathxai viewer on http://{shown}:{args.port}  (folder {out}; tiles on port {tile_port}; Ctrl+C stops)"
     )
-    try:
-        proc = subprocess.run(
-            streamlit_command(args, script), env=viewer_env(args, out, tile_port), check=False
-        )
-    except KeyboardInterrupt:
-        return 0
-    return int(proc.returncode)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    cmd = streamlit_command(args, script)
+    # Replace this process by Streamlit: signals (Ctrl+C, docker stop, a test's terminate) reach the
+    # server itself and no orphan is left behind.
+    os.execve(cmd[0], cmd, viewer_env(args, out, tile_port))
+    return 0  # pragma: no cover - execve does not return
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -70,11 +71,12 @@ def viewer_server(viewer_run: dict[str, Path], tmp_path: Path):
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the whole group, nothing left behind
         try:
-            proc.wait(10)
+            proc.wait(20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 def _driver(chromium: str, driver: str, profile: Path):
