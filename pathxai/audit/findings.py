@@ -204,7 +204,7 @@ def _default_rules() -> dict[str, SeverityRule]:
     return {
         # stain
         "stain.outliers": r(low=0.02, medium=0.10, high=0.25),
-        "stain.probe.label": r(low=0.70, medium=0.80, high=0.90),
+        "stain.probe.label": r(low=0.60, medium=0.70, high=0.85),
         "stain.probe.site": r(low=0.30, medium=0.50, high=0.80),
         "stain.probe.scanner": r(low=0.30, medium=0.50, high=0.80),
         "stain.probe.patient": r(low=0.30, medium=0.60, high=0.90, cap="medium"),

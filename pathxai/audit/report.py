@@ -105,16 +105,38 @@ def _fmt(v: float | None) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
-def _finding_html(f: BiasFinding, out_dir: Path, embed_thumbs: bool) -> str:
+def _captions(report: AuditReport) -> dict[str, str]:
+    rows = report.tables.get("items", []) if isinstance(report.tables, dict) else []
+    out = {}
+    for r in rows:
+        parts = [str(r.get("id"))]
+        if r.get("label") is not None:
+            parts.append(str(r["label"]))
+        if r.get("patient"):
+            parts.append(str(r["patient"]))
+        if r.get("probability") is not None:
+            parts.append(f"p(tumour) {float(r['probability']):.2f}")
+        out[str(r.get("id"))] = " · ".join(parts)
+    return out
+
+
+def _finding_html(
+    f: BiasFinding, out_dir: Path, embed_thumbs: bool, captions: dict[str, str] | None = None
+) -> str:
     colour = _SEV_COLOUR[f.severity]
     thumbs = ""
     if embed_thumbs and f.thumbnails:
         imgs = []
-        for rel, item in zip(f.thumbnails[:8], [i for i in f.items], strict=False):
+        from pathxai.audit.figures import safe_name
+
+        by_file = {f"thumbs/{safe_name(i)}.png": i for i in f.items}
+        for rel in f.thumbnails[:8]:
             src = _img_b64(out_dir / rel)
             if src:
+                item = by_file.get(rel, Path(rel).stem)
+                cap = (captions or {}).get(item, item)
                 imgs.append(
-                    f'<figure><img src="{src}" alt="{_esc(item)}"><figcaption>{_esc(item)}</figcaption></figure>'
+                    f'<figure><img src="{src}" alt="{_esc(item)}"><figcaption>{_esc(cap)}</figcaption></figure>'
                 )
         if imgs:
             thumbs = '<div class="thumbs">' + "".join(imgs) + "</div>"
@@ -186,7 +208,7 @@ def render_html(report: AuditReport, out_dir: Path) -> str:
     )
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>pathxai bias audit</title><style>{_CSS}</style></head><body>",
-        "<h1>Bias audit</h1>",
+        f"<h1>Bias audit — {_esc(Path(str(c.get('manifest', 'cohort'))).stem)}</h1>",
         f"<p class='meta'>Cohort <code>{_esc(c.get('manifest'))}</code> — {_esc(c.get('n_items'))} {_esc(c.get('kind'))}s "
         f"({_esc(c.get('n_with_heatmaps'))} with heatmaps), analysed at {_fmt(c.get('analysis_mpp'))} µm/px.<br>"
         f"Model: {model_txt}.<br>Created {_esc(report.created)} by pathxai {_esc(report.version)}; "
@@ -208,11 +230,24 @@ def render_html(report: AuditReport, out_dir: Path) -> str:
     by_family: dict[str, list[BiasFinding]] = defaultdict(list)
     for f in report.findings:
         by_family[f.family].append(f)
+    caps = _captions(report)
     for fam in FAMILIES:
         parts.append(f"<h2>{_esc(_FAMILY_TITLE[fam])}</h2>")
+        quiet = []
         for f in by_family.get(fam, []):
+            if f.severity == "info" and not f.check.startswith("labels."):
+                quiet.append(f)
+                continue
+            parts.append(_finding_html(f, out_dir, embed_thumbs=True, captions=caps))
+        if quiet:
+            rows = "".join(
+                f"<tr><td><code>{_esc(f.check)}</code></td><td>{_fmt(f.value)}</td><td>{_esc(f.message)}</td></tr>"
+                for f in quiet
+            )
             parts.append(
-                _finding_html(f, out_dir, embed_thumbs=f.severity != "info" or f.check.startswith("labels."))
+                "<details class='finding'><summary>"
+                f"{len(quiet)} further checks below every threshold (info)</summary>"
+                f"<table><tr><th>check</th><th>value</th><th>result</th></tr>{rows}</table></details>"
             )
         for name in figs_for[fam]:
             rel = report.figures.get(name)
@@ -277,6 +312,8 @@ def write_report(report: AuditReport, out_dir: str | Path) -> dict[str, Path]:
             json.dumps({"type": "FeatureCollection", "features": fs}) + "\n",
         )
     written["html"] = write_text_atomic(out / "report.html", render_html(report, out))
+    for path in written.values():
+        path.chmod(0o644)  # temp files are created private; reports are meant to be shared
     return written
 
 

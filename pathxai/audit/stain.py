@@ -249,6 +249,9 @@ def check(
     worst_feat = {
         items[i].id: OUTLIER_NAMES[int(np.nanargmax(np.abs(np.nan_to_num(st.robust_z[i]))))] for i in out_idx
     }
+    from collections import Counter
+
+    by_feature = Counter(worst_feat.values()).most_common(3)
     findings.append(
         BiasFinding(
             family="dataset",
@@ -260,7 +263,9 @@ def check(
             message=(
                 f"{len(out_idx)} of {len(items)} items have unusual staining "
                 f"(stain-vector angle, H/E concentration or background more than {cut:g} robust SD "
-                "from the cohort median)."
+                "from the cohort median); mostly "
+                + ", ".join(f"{name.replace('_', ' ')} ({n})" for name, n in by_feature)
+                + ". Many outliers on one feature usually mean several staining batches (see the stain scatter)."
                 if out_idx
                 else "No item's staining stands out from the cohort."
             ),

@@ -195,6 +195,13 @@ def _meta(rec: ManifestRecord) -> dict[str, str]:
     return meta
 
 
+def _is_glas(manifest: Manifest) -> bool:
+    """GlaS rows: a ``GlaS/`` path or a manifest named after it (its masks are gland outlines)."""
+    return "glas" in manifest.path.name.lower() or any(
+        "glas" in Path(r.path or "").parts[0].lower() for r in manifest.records if r.path
+    )
+
+
 def _is_image_cohort(manifest: Manifest) -> bool:
     from pathxai.slide import IMAGE_SUFFIXES
 
@@ -457,7 +464,7 @@ def audit(
     items, kind = build_items(man, root, net, card, model_sha, heat_dir, out_dir / "cache", progress)
     timings["items"] = time.perf_counter() - t0
     notes: list[str] = []
-    if kind == "image" and any(it.mask is not None for it in items) and "glas" in str(man.path).lower():
+    if kind == "image" and any(it.mask is not None for it in items) and _is_glas(man):
         notes.append(GLAS_MASK_NOTE)
     if kind == "slide" and heat_dir is None:
         notes.append(
@@ -551,6 +558,20 @@ def audit(
             "relevance": labels.relevance_table(items),
             "stain_sensitivity": sens_table,
             "spray": spray_res.summary() if spray_res is not None else [],
+            "items": [
+                {
+                    "id": it.id,
+                    "label": None if it.tumor is None else ("tumour" if it.tumor else "non-tumour"),
+                    "patient": it.meta.get("patient"),
+                    "split": it.meta.get("split"),
+                    "probability": None if it.heat is None else it.heat.probability,
+                    "l0_size": [
+                        round(it.image.shape[1] * it.l0_per_px),
+                        round(it.image.shape[0] * it.l0_per_px),
+                    ],
+                }
+                for it in items
+            ],
         },
         figures=figures,
         notes=tuple(notes),

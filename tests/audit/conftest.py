@@ -146,3 +146,10 @@ def pen_cohort(glas_subset):
     net, card = train_tiny(marked, [int(r.tumor) for r in recs])
     items = with_heat(make_items(recs, marked), net, card)
     return {"items": items, "masks": masks, "net": net, "card": card, "images": marked}
+
+
+@pytest.fixture(scope="session")
+def clean_model(glas_subset):
+    """The same tiny model trained on the unmodified images."""
+    recs, imgs = glas_subset
+    return train_tiny(imgs, [int(r.tumor) for r in recs], steps=30)
