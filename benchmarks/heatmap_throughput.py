@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import time
@@ -64,12 +65,17 @@ def main() -> None:
         for _ in range(2):
             ex(x)
         times = []
+        cpu0 = time.process_time()
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             ex(x)
             times.append(time.perf_counter() - t0)
+        model_cpu_per_tile = (time.process_time() - cpu0) / (args.repeats * args.batch_size)
     model_tps = args.batch_size / statistics.median(times)
-    print(f"model-only LRP: {model_tps:.1f} tiles/s (batch {args.batch_size}, median of {args.repeats})")
+    print(
+        f"model-only LRP: {model_tps:.1f} tiles/s (batch {args.batch_size}, median of {args.repeats}); "
+        f"CPU {1000 * model_cpu_per_tile:.1f} ms/tile -> idle 2-core estimate {2 / model_cpu_per_tile:.1f} tiles/s"
+    )
 
     out = CACHE / "throughput_out"
     shutil.rmtree(out, ignore_errors=True)
@@ -82,8 +88,13 @@ def main() -> None:
         channels_last=args.channels_last,
     )
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = heatmap_slide(slide_path, out, settings)
     wall = time.perf_counter() - t0
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_main = time.process_time() - cpu0
+    cpu_kids = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     tm = res.summary["timings"]
     n = res.summary["n_tiles"]
     loop_tps = n / tm["tiles_s"]
@@ -96,6 +107,12 @@ def main() -> None:
         f"({', '.join(f'{k} {v:.2f}s' for k, v in tm.items() if k in ('tif_s', 'png_s', 'geojson_s'))})"
     )
     print(f"  whole slide wall {wall:.1f}s incl. model load -> {n / wall:.1f} tiles/s end to end")
+    cpu_per_tile = (cpu_main + cpu_kids) / n
+    print(
+        f"  CPU: main {cpu_main:.1f}s + reader {cpu_kids:.1f}s for the whole slide = {1000 * cpu_per_tile:.1f} ms/tile "
+        f"-> idle 2-core estimate {2 / cpu_per_tile:.1f} tiles/s end to end "
+        f"({(2 / cpu_per_tile) / (2 / model_cpu_per_tile):.2f}x the model-only estimate)"
+    )
     # Projection: a 100,000 x 80,000 px slide scanned at 0.5 um/px (50 x 40 mm), tiles at the model's mpp,
     # 40 % tissue (~16k tiles of 224 px at 1 um/px). Tile time from the measured loop throughput; tissue
     # detection, finalisation and the TIFF scale with the slide area (linear, measured here); the PNG and
@@ -114,10 +131,16 @@ def main() -> None:
     linear = (tm["tissue_grid_s"] + tm["finalize_s"] + tm.get("tif_s", 0.0)) * area_ratio
     bounded = (tm.get("png_s", 0.0) + tm.get("geojson_s", 0.0)) * max(1.0, capped)
     proj = big_tiles / loop_tps + linear + bounded
+    proj_idle = big_tiles * cpu_per_tile / 2
     print(
         f"projection 100,000 x 80,000 px scanned at 0.5 um/px, tiles at {mpp} um/px, 40% tissue: {big_tiles:.0f} tiles "
         f"/ {loop_tps:.1f} tiles/s = {big_tiles / loop_tps / 60:.1f} min; tissue+finalize+tif x{area_ratio:.1f} area "
         f"= {linear / 60:.1f} min; png+geojson (<= 4 Mpx level) {bounded / 60:.1f} min -> {proj / 60:.1f} min"
+    )
+    print(
+        f"idle-machine estimate from CPU time: {big_tiles:.0f} tiles x {1000 * cpu_per_tile:.1f} ms CPU / 2 cores "
+        f"= {proj_idle / 60:.1f} min (whole-slide CPU per tile of this run, per-slide work included at this "
+        "slide's tiles-per-area ratio)"
     )
     print(f"machine at end: {machine_state()}")
     print(
@@ -127,6 +150,7 @@ def main() -> None:
                 "loop_tps": loop_tps,
                 "ratio": loop_tps / model_tps,
                 "projection_min": proj / 60,
+                "idle_estimate_min": proj_idle / 60,
             }
         )
     )

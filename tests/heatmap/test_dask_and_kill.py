@@ -66,6 +66,7 @@ def _kill_when(proc: subprocess.Popen, partial: Path, min_done: int, timeout: fl
     pytest.fail("no progress seen in time")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_slide_resumes_identically(tiny_model: Path, tmp_path: Path) -> None:
     slide = write_synthetic_slide(tmp_path / "big.tiff", 3200, 2400, mpp=0.5)
     out, ref = tmp_path / "out", tmp_path / "ref"
