@@ -267,9 +267,9 @@ def _group_figure(finding: BiasFinding) -> Figure | None:
     return fig
 
 
-def _spray_figure(items: Sequence[AuditItem], res: SprayResult, per_cluster: int = 6) -> Figure:
+def _spray_figure(items: Sequence[AuditItem], res: SprayResult, per_cluster: int = 5) -> Figure:
     k = min(res.k, 8)
-    fig = plt.figure(figsize=(2 + 1.3 * per_cluster * 2 / 2, 1.35 * k + 1.6))
+    fig = plt.figure(figsize=(13, 2.7 * k + 1.8))
     gs = fig.add_gridspec(k + 1, per_cluster * 2, height_ratios=[1.2] + [1] * k)
     ax = fig.add_subplot(gs[0, :])
     ax.plot(range(1, len(res.eigenvalues) + 1), res.eigenvalues, "o-")

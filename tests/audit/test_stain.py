@@ -56,7 +56,7 @@ def test_stain_shift_of_mostly_tumour_patients_is_caught(glas_subset):
         "column": "site",
         "value": "lab B",
         "missing_class": "non-tumour",
-        "n_in_group": 12,
+        "n_in_group": n_b,
     } in missing.details["missing"]
     # the clean control has no high-severity stain finding
     assert all(f.severity != "high" for f in clean), [(f.check, f.value) for f in clean]
