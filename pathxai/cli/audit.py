@@ -47,18 +47,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the audit and print the summary."""
     from pathxai.pipeline.audit import audit
+    from pathxai.store.lock import OutputLock
 
     model = None if str(args.model).lower() == "none" else args.model
-    report = audit(
-        args.manifest,
-        data_root=args.data_root,
-        model=model,
-        heatmaps=args.heatmaps,
-        out=args.out,
-        config=args.config,
-        reference=args.reference,
-        progress=not args.quiet,
-    )
+    with OutputLock(args.out):  # two audits writing one report directory would interleave
+        report = audit(
+            args.manifest,
+            data_root=args.data_root,
+            model=model,
+            heatmaps=args.heatmaps,
+            out=args.out,
+            config=args.config,
+            reference=args.reference,
+            progress=not args.quiet,
+        )
     d = report.to_dict()["summary"]["counts"]
     print(f"findings: high {d['high']}, medium {d['medium']}, low {d['low']}, info {d['info']}")
     for f in report.findings:
