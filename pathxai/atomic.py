@@ -37,6 +37,10 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         dir=target.parent,
     )
     os.close(fd)
+    # mkstemp creates 0600; give the final file the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
