@@ -85,7 +85,10 @@ def mask_features(
         r0, c0, r1, c1 = region.bbox
         crop = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=np.float32)
         crop[1:-1, 1:-1] = region.image
-        rings = [_ring(c, (r0, c0), l0_per_pixel, tolerance) for c in measure.find_contours(crop, 0.5)]
+        # fully_connected="high": diagonal neighbours join, as in the 8-connected labelling above, so a
+        # region has exactly one exterior ring (otherwise a diagonal part became a "hole" outside it).
+        contours = measure.find_contours(crop, 0.5, fully_connected="high")
+        rings = [_ring(c, (r0, c0), l0_per_pixel, tolerance) for c in contours]
         rings = [r for r in rings if len(r) >= 4 and abs(_signed_area(r)) > 0]
         if not rings:
             continue

@@ -285,3 +285,62 @@ def test_card_json_is_strict() -> None:
         assert "mpp" in str(exc)
     else:
         raise AssertionError("NaN mpp accepted")
+
+
+# ---- GeoJSON export / import --------------------------------------------------------------
+def _polygon_area(ring: list[list[float]]) -> float:
+    xy = np.asarray(ring, dtype=np.float64)
+    return 0.5 * abs(float(np.dot(xy[:-1, 0], xy[1:, 1]) - np.dot(xy[1:, 0], xy[:-1, 1])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.sampled_from([1.0, 2.5, 16.0]), density=st.floats(0.05, 0.6))
+def test_geojson_round_trip(seed: int, scale: float, density: float) -> None:
+    from scipy import ndimage
+
+    from pathxai.export.geojson import mask_features, read_geojson, write_geojson
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((40, 56)), 2.5)
+    mask = field > np.quantile(field, 1 - density)  # smooth blobs, some with holes
+    feats = mask_features(mask, scale, "Tumor", (200, 0, 0), min_area_px=1, tolerance=0.0)
+    with tempfile.TemporaryDirectory() as d:
+        p = write_geojson(Path(d) / "f.geojson", feats)
+        back = read_geojson(p)
+        assert [x.name for x in Path(d).iterdir()] == ["f.geojson"]
+    assert json.loads(json.dumps(feats)) == back
+    h, w = mask.shape
+    area = 0.0
+    for f in back:
+        geom = f["geometry"]
+        polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
+        for rings in polys:
+            for k, ring in enumerate(rings):
+                assert len(ring) >= 4 and ring[0] == ring[-1]
+                xy = np.asarray(ring)
+                assert np.isfinite(xy).all()
+                assert (
+                    (xy >= -1e-9).all()
+                    and (xy[:, 0] <= w * scale + 1e-9).all()
+                    and (xy[:, 1] <= h * scale + 1e-9).all()
+                )
+                area += _polygon_area(ring) * (1 if k == 0 else -1)
+    # contours run through pixel centres: the area is the mask's minus about half a pixel per boundary pixel
+    boundary = mask & ~ndimage.binary_erosion(mask)
+    assert abs(area / scale**2 - mask.sum()) <= 0.75 * boundary.sum() + 4, (area / scale**2, mask.sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(doc=json_values)
+def test_geojson_reader_rejects_garbage(doc: Any) -> None:
+    from pathxai.errors import StoreError
+    from pathxai.export.geojson import read_geojson
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "g.geojson"
+        p.write_text(json.dumps(doc))
+        try:
+            feats = read_geojson(p)
+        except StoreError:
+            return
+        assert isinstance(feats, list)
