@@ -21,5 +21,6 @@ pathxai prune-sweep --model default --manifest "$MAN" --data-root "$DATA" \
 python benchmarks/prune_report.py "$OUT/sweep_ft/sweep.csv" --at 0.5
 
 # 3. Compression with fine-tuning: largest parameter reduction at <= 1 pp AUC loss, CPU latency.
-python benchmarks/prune_compress.py --out "$OUT/compress" --criterion lrp --ratios 0.3,0.4,0.5 \
-  --finetune-epochs 2 --finetune-steps-per-epoch 40
+python benchmarks/prune_compress.py --out "$OUT/compress" --criterion lrp --ratios 0.3,0.35 \
+  --finetune-epochs 3 --finetune-steps-per-epoch 60
+python benchmarks/prune_latency.py "$OUT/compress/lrp_r0.35_ft3_s1" "$OUT/compress/lrp_r0.3_ft3_s1" --rounds 20
