@@ -149,6 +149,17 @@ def _is_number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
+def _all_finite(x: object) -> bool:
+    """Whether every float nested in ``x`` (dicts, lists, tuples) is finite."""
+    if isinstance(x, float):
+        return math.isfinite(x)
+    if isinstance(x, dict):
+        return all(_all_finite(v) for v in x.values())
+    if isinstance(x, list | tuple):
+        return all(_all_finite(v) for v in x)
+    return True
+
+
 def _check(card: ModelCard) -> list[str]:
     p: list[str] = []
     if not isinstance(card.arch, str) or not card.arch:
@@ -183,6 +194,8 @@ def _check(card: ModelCard) -> list[str]:
     for key in ("arch_kwargs", "training", "metrics", "extra"):
         if not isinstance(getattr(card, key), dict):
             p.append(f"'{key}' must be an object")
+        elif not _all_finite(getattr(card, key)):
+            p.append(f"'{key}' holds NaN or Infinity, which JSON cannot store")
     if card.channel_plan is not None:
         plan = card.channel_plan
         if not isinstance(plan, dict) or not all(

@@ -344,3 +344,16 @@ def test_geojson_reader_rejects_garbage(doc: Any) -> None:
         except StoreError:
             return
         assert isinstance(feats, list)
+
+
+def test_card_with_non_finite_free_form_values_is_refused() -> None:
+    """Found by the long campaign: such a card loaded, then crashed with ValueError when re-saved."""
+    for key in ("metrics", "training", "extra", "arch_kwargs"):
+        for bad in (float("nan"), float("inf"), [1.0, float("-inf")]):
+            data = {**VALID_CARD, key: {"x": {"y": bad}}}
+            try:
+                ModelCard.from_dict(data)
+            except ModelError as exc:
+                assert key in str(exc)
+            else:
+                raise AssertionError(f"{key}={bad} accepted")
