@@ -409,7 +409,11 @@ def check_sensitivity(
         message=(
             f"{int(flips.sum())} of {len(idx)} items change predicted class when only the stain changes "
             f"(HED jitter sigma={sigma:g}, bias={bias:g}"
-            + (", Macenko normalisation to the reference image" if reference is not None else "")
+            + (
+                ", Macenko normalisation to the reference image"
+                if reference is not None
+                else "; no --reference image, so stain normalisation was not tested"
+            )
             + f"); median |Δp| {float(np.median(max_delta)):.3f}, max {float(max_delta.max()):.3f}."
         ),
         items=tuple(items[idx[i]].id for i in order[:20] if max_delta[i] > 0.05),
