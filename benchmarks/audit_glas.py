@@ -28,7 +28,10 @@ def main() -> None:
     ap.add_argument("--manifest", default=str(REPO / "data_manifests" / "glas.csv"))
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "glas_warwick_qu"))
     ap.add_argument("--model", default="default")
-    ap.add_argument("--reference", default=str(REPO.parent / "shared" / "data" / "he_reference_image" / "target_image.png"))
+    ap.add_argument(
+        "--reference",
+        default=str(REPO.parent / "shared" / "data" / "he_reference_image" / "target_image.png"),
+    )
     ap.add_argument("--out", default="/tmp/audit_bench")
     args = ap.parse_args()
     out = Path(args.out)
@@ -36,7 +39,9 @@ def main() -> None:
         shutil.rmtree(out)
     for run in ("cold", "warm"):
         t = time.perf_counter()
-        rep = audit(args.manifest, args.data_root, model=args.model, out=out, reference=args.reference, progress=False)
+        rep = audit(
+            args.manifest, args.data_root, model=args.model, out=out, reference=args.reference, progress=False
+        )
         wall = time.perf_counter() - t
         counts = rep.to_dict()["summary"]["counts"]
         print(
