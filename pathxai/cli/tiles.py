@@ -14,6 +14,7 @@ from pathxai.cli._common import (
     positive_int,
     progress_bar,
 )
+from pathxai.geometry import Grid
 from pathxai.pipeline.slides import tile_to_file
 from pathxai.slide import TissueSettings
 
@@ -42,22 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Tile the slide and print a summary."""
     thumb = args.thumbnail or args.out.with_suffix(".png")
-    bar = None
+    bars = []
+
+    def start(grid: Grid) -> None:
+        if not args.no_read:
+            bars.append(progress_bar(len(grid), desc=Path(args.slide).name))
 
     def step(n: int) -> None:
-        if bar is not None:
+        for bar in bars:
             bar.update(n)
 
-    from pathxai.slide import open_slide
-    from pathxai.tiling import tile_slide
-
-    with open_slide(args.slide, mpp=args.slide_mpp) as slide:
-        _ = slide.mpp  # fail early and clearly on unknown resolution
-    settings = TissueSettings(mpp=args.tissue_mpp)
-    if not args.no_read:
-        with open_slide(args.slide, mpp=args.slide_mpp) as slide:
-            grid, _ = tile_slide(slide, args.mpp, args.size, args.stride, args.min_tissue, settings)
-        bar = progress_bar(len(grid), desc=Path(args.slide).name)
     try:
         result = tile_to_file(
             args.slide,
@@ -67,14 +62,15 @@ def run(args: argparse.Namespace) -> int:
             stride=args.stride,
             min_tissue=args.min_tissue,
             slide_mpp=args.slide_mpp,
-            tissue_settings=settings,
+            tissue_settings=TissueSettings(mpp=args.tissue_mpp),
             thumbnail=thumb,
             read=not args.no_read,
             workers=args.workers,
             progress=step,
+            on_grid=start,
         )
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
     print(f"{len(result.grid)} tiles of {args.size} px at {args.mpp} µm/px -> {result.coords_path}")
     print(f"tissue: {100 * result.tissue_fraction:.1f}% of the slide; grid picture: {result.thumbnail_path}")

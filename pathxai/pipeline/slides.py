@@ -114,6 +114,7 @@ def tile_to_file(
     workers: int = 2,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
+    on_grid: Callable[[Grid], None] | None = None,
 ) -> TilingResult:
     """Detect tissue, lay the grid, optionally stream every tile, and write coordinates + thumbnail.
 
@@ -135,6 +136,8 @@ def tile_to_file(
         Tile reading parallelism.
     progress
         Called with the number of tiles done after each batch.
+    on_grid
+        Called once with the grid before tiles are streamed (e.g. to size a progress bar).
 
     Returns
     -------
@@ -155,6 +158,8 @@ def tile_to_file(
         thumb, downsample = slide.thumbnail(mpp=max(settings.mpp / 2, slide.mpp), max_side=2048)
         resolution = slide.resolution
         failed: list[str] = [f"tissue thumbnail: {m}" for m in dict.fromkeys(slide.unreadable_regions)]
+    if on_grid is not None:
+        on_grid(grid)
     if read and len(grid):
         source = SlideSource(str(path), slide_mpp)
         for batch in iter_tiles(source, grid, batch_size=batch_size, workers=workers):
