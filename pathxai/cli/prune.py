@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pathxai.cli._common import positive_float, positive_int
+from pathxai.cli._common import non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
     from pathxai.pipeline.prune import PruneSettings
@@ -44,16 +44,6 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", default="default", help="'default' or a model directory (may be pruned already)"
@@ -80,7 +70,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="cap on fine-tuning steps per epoch",
     )
     p.add_argument("--finetune-lr", type=positive_float, default=5e-4, help="fine-tuning AdamW learning rate")
-    p.add_argument("--drift-patches", type=_nonneg_int, default=32, help="held-out patches for heatmap drift")
+    p.add_argument(
+        "--drift-patches", type=non_negative_int, default=32, help="held-out patches for heatmap drift"
+    )
     p.add_argument(
         "--ig-steps", type=positive_int, default=16, help="integrated-gradients steps (criterion ig)"
     )
