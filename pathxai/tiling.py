@@ -100,8 +100,12 @@ def read_tiles(slide: BaseSlide, specs: Sequence[TileSpec]) -> tuple[np.ndarray,
     out = np.empty((len(specs), size, size, 3), dtype=np.uint8)
     failed: list[tuple[int, str]] = []
     for i, s in enumerate(specs):
+        # the exact level-0 window of the tile's target-mpp square (l0_* are its rounded bounds)
+        scale = s.mpp / slide.mpp
         try:
-            out[i] = slide.read_l0_region(s.l0_x, s.l0_y, s.l0_w, s.l0_h, s.size, s.size)
+            out[i] = slide.read_l0_region(
+                s.m_x * scale, s.m_y * scale, s.size * scale, s.size * scale, s.size, s.size
+            )
         except SlideError as exc:
             out[i] = 255
             failed.append((i, f"tile ({s.t_col}, {s.t_row}) at level-0 ({s.l0_x}, {s.l0_y}): {exc}"))
@@ -115,17 +119,20 @@ _WORKER_SLIDES: dict[SlideSource, BaseSlide] = {}
 _WORKER_CACHE = 2
 
 
+def cached_slide(source: SlideSource) -> BaseSlide:
+    """The slide of ``source``, opened once per (worker) process and kept for the next batches."""
+    slide = _WORKER_SLIDES.pop(source, None) or source.open()
+    _WORKER_SLIDES[source] = slide
+    while len(_WORKER_SLIDES) > _WORKER_CACHE:
+        oldest = next(iter(_WORKER_SLIDES))
+        _WORKER_SLIDES.pop(oldest).close()
+    return slide
+
+
 def _worker_read(
     source: SlideSource | BaseSlide, specs: tuple[TileSpec, ...]
 ) -> tuple[np.ndarray, tuple[tuple[int, str], ...]]:
-    if isinstance(source, SlideSource):
-        slide = _WORKER_SLIDES.pop(source, None) or source.open()
-        _WORKER_SLIDES[source] = slide
-        while len(_WORKER_SLIDES) > _WORKER_CACHE:
-            oldest = next(iter(_WORKER_SLIDES))
-            _WORKER_SLIDES.pop(oldest).close()
-        return read_tiles(slide, specs)
-    return read_tiles(source, specs)
+    return read_tiles(cached_slide(source) if isinstance(source, SlideSource) else source, specs)
 
 
 class TilePool:

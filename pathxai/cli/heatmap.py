@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pathxai.cli._common import add_slide_mpp, fraction, plausible_mpp, positive_int, progress_bar
+from pathxai.cli._common import (
+    add_slide_mpp,
+    fraction,
+    non_negative_int,
+    plausible_mpp,
+    positive_int,
+    progress_bar,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,9 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-tissue", type=fraction, default=0.25, help="minimum tissue fraction per tile")
     add_slide_mpp(p)
     p.add_argument("--data-root", type=Path, default=None, help="root for manifest paths")
-    p.add_argument("--workers", type=int, default=1, help="tile-reading processes (0 = in process)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="tiles per model batch")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help="processes that read and explain tiles, one model each (0 = in this process; default: one per core)",
+    )
+    p.add_argument("--batch-size", type=positive_int, default=16, help="tiles per model batch (default 16)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads per computing process (default: 1 per worker; torch's with --workers 0)",
+    )
     p.add_argument("--dask", default=None, metavar="local|ADDR", help="run one Dask task per slide")
     p.add_argument("--dask-workers", type=positive_int, default=2, help="workers of --dask local")
     p.add_argument(
@@ -57,7 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch and print a per-slide report; exit 1 if any slide failed."""
-    from pathxai.pipeline.heatmap import HeatmapSettings, SlideResult, heatmap_batch, resolve_jobs
+    from pathxai.pipeline.heatmap import (
+        HeatmapSettings,
+        SlideResult,
+        default_workers,
+        heatmap_batch,
+        resolve_jobs,
+    )
     from pathxai.slide import TissueSettings
 
     exports = tuple(e for e in args.exports.split(",") if e and e != "none")
@@ -73,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             tissue=TissueSettings(),
             window=args.window,
             batch_size=args.batch_size,
-            workers=args.workers,
+            workers=default_workers() if args.workers is None else args.workers,
             threads=args.threads,
             exports=exports,
             overwrite=args.overwrite,

@@ -268,7 +268,8 @@ def preprocess(pixels: np.ndarray, card: ModelCard) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        float32 ``(N, 3, H, W)``.
+        float32 ``(N, 3, H, W)`` in channels-last memory layout (the pixels' own HWC order, which is what
+        the explainer runs on; ``.contiguous()`` gives the classic NCHW layout).
     """
     arr = np.asarray(pixels)
     if arr.dtype != np.uint8:
@@ -280,10 +281,13 @@ def preprocess(pixels: np.ndarray, card: ModelCard) -> torch.Tensor:
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:
         arr = arr.copy()
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-    mean = torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    mean = torch.tensor(card.mean, dtype=torch.float64)
+    std = torch.tensor(card.std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std)).to(torch.float32).view(1, 3, 1, 1)
+    shift = (-mean / std).to(torch.float32).view(1, 3, 1, 1)
+    # (x / 255 - mean) / std as one multiply-add, in the HWC memory order the pixels already have
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).to(torch.float32)
+    return x.mul_(scale).add_(shift)
 
 
 def card_from_file(path: str | Path) -> ModelCard:

@@ -101,6 +101,10 @@ class ArraySlide(BaseSlide):
         """Always ``array``."""
         return "array"
 
+    def _level_position(self, level: int, l0: int) -> float:
+        """Reads start at the nearest whole level pixel (no interpolation)."""
+        return float(round(l0 / self.level_downsamples[level]))
+
     def _read_level(self, level: int, l0_x: int, l0_y: int, l_w: int, l_h: int) -> np.ndarray:
         arr = self._levels[level]
         d = self.level_downsamples[level]

@@ -15,6 +15,9 @@ from PIL import Image
 from pathxai.errors import ResolutionError, SlideError
 from pathxai.slide.resolution import Resolution
 
+#: Tolerance for treating a coordinate as a whole pixel.
+_EPS = 1e-6
+
 
 class BaseSlide(abc.ABC):
     """A multi-resolution slide: levels, resolution and region reads at a target mpp.
@@ -105,10 +108,24 @@ class BaseSlide(abc.ABC):
                 best = i if d >= self.level_downsamples[best] else best
         return best
 
+    def _level_position(self, level: int, l0: int) -> float:
+        """Where a read of ``level`` starting at integer level-0 coordinate ``l0`` begins, in level pixels.
+
+        OpenSlide starts at ``l0 / downsample`` (and interpolates when that is fractional);
+        subclasses that snap to whole pixels override this.
+        """
+        return l0 / self.level_downsamples[level]
+
     def read_l0_region(
-        self, l0_x: int, l0_y: int, l0_w: int, l0_h: int, out_w: int, out_h: int
+        self, l0_x: float, l0_y: float, l0_w: float, l0_h: float, out_w: int, out_h: int
     ) -> np.ndarray:
-        """Read a level-0 window and resize it to ``out_w`` x ``out_h`` pixels.
+        """Read a level-0 window (sub-pixel positions allowed) resampled to ``out_w`` x ``out_h`` pixels.
+
+        The best pyramid level is read from a whole pixel of that level, and the exact window is
+        cut out and resampled once (area averaging when shrinking, bilinear when enlarging).
+        Reading at a fractional level position would make OpenSlide interpolate every pixel,
+        which blurs by up to half a pixel and is about 4x slower (measured in
+        ``benchmarks/heatmap.md``).
 
         Parameters
         ----------
@@ -124,15 +141,18 @@ class BaseSlide(abc.ABC):
         """
         if l0_w <= 0 or l0_h <= 0 or out_w <= 0 or out_h <= 0:
             raise ValueError(f"region sizes must be positive, got {l0_w}x{l0_h} -> {out_w}x{out_h}")
-        downsample = min(l0_w / out_w, l0_h / out_h)
-        level = self.best_level(downsample)
+        level = self.best_level(min(l0_w / out_w, l0_h / out_h))
         d = self.level_downsamples[level]
-        l_w = max(1, math.ceil(l0_w / d - 1e-6))
-        l_h = max(1, math.ceil(l0_h / d - 1e-6))
-        pixels = self._read_level(level, l0_x, l0_y, l_w, l_h)
-        if pixels.shape[1] == out_w and pixels.shape[0] == out_h:
-            return pixels
-        return resize(pixels, out_w, out_h)
+        fx, fy, fw, fh = l0_x / d, l0_y / d, l0_w / d, l0_h / d
+        # integer level-0 origin at (or just before) the level pixel that holds the window's corner
+        ox = math.floor(math.floor(fx + _EPS) * d + _EPS)
+        oy = math.floor(math.floor(fy + _EPS) * d + _EPS)
+        bx = max(0.0, fx - self._level_position(level, ox))
+        by = max(0.0, fy - self._level_position(level, oy))
+        l_w = max(1, math.ceil(bx + fw - _EPS))
+        l_h = max(1, math.ceil(by + fh - _EPS))
+        pixels = self._read_level(level, ox, oy, l_w, l_h)
+        return resample(pixels, (bx, by, bx + fw, by + fh), out_w, out_h)
 
     def read_region(self, l0_xy: tuple[int, int], size: tuple[int, int], mpp: float) -> np.ndarray:
         """Read ``size`` pixels at ``mpp`` µm/px whose top-left is level-0 ``l0_xy``.
@@ -240,10 +260,33 @@ class BaseSlide(abc.ABC):
 
 def resize(pixels: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     """Resize an RGB uint8 image with area averaging when shrinking, bilinear when enlarging."""
-    img = Image.fromarray(pixels)
-    shrinking = out_w < pixels.shape[1] or out_h < pixels.shape[0]
+    return resample(pixels, (0.0, 0.0, float(pixels.shape[1]), float(pixels.shape[0])), out_w, out_h)
+
+
+def resample(
+    pixels: np.ndarray, box: tuple[float, float, float, float], out_w: int, out_h: int
+) -> np.ndarray:
+    """Resample the sub-pixel ``box`` ``(x0, y0, x1, y1)`` of an RGB uint8 image to ``out_w`` x ``out_h``.
+
+    A box of whole pixels with the output's size is a plain crop; otherwise area averaging
+    when shrinking and bilinear interpolation when enlarging.
+    """
+    h, w = pixels.shape[:2]
+    x0, y0 = max(0.0, box[0]), max(0.0, box[1])
+    x1, y1 = min(float(w), box[2]), min(float(h), box[3])
+    ix, iy = round(x0), round(y0)
+    if (
+        abs(x0 - ix) < _EPS
+        and abs(y0 - iy) < _EPS
+        and abs(x1 - x0 - out_w) < _EPS
+        and abs(y1 - y0 - out_h) < _EPS
+    ):
+        crop = pixels[iy : iy + out_h, ix : ix + out_w]
+        return crop if crop.shape[:2] == (h, w) else np.ascontiguousarray(crop)
+    shrinking = out_w < x1 - x0 or out_h < y1 - y0
     method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-    return np.asarray(img.resize((out_w, out_h), resample=method), dtype=np.uint8)
+    img = Image.fromarray(pixels).resize((out_w, out_h), resample=method, box=(x0, y0, x1, y1))
+    return np.asarray(img, dtype=np.uint8)
 
 
 def rgba_to_rgb(rgba: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:

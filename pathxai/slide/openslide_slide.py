@@ -107,6 +107,9 @@ class OpenSlideSlide(BaseSlide):
                 hint="re-copy the file and compare its checksum",
             ) from exc
         self._format = fmt
+        # fixed for the life of the handle; OpenSlide's properties query the library on every access
+        self._dims = tuple((int(w), int(h)) for w, h in self._osr.level_dimensions)
+        self._downsamples = tuple(float(d) for d in self._osr.level_downsamples)
         props = dict(self._osr.properties)
         super().__init__(resolve_mpp(props, mpp))
         self._props = props
@@ -132,12 +135,12 @@ class OpenSlideSlide(BaseSlide):
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
         """``(width, height)`` of each level, level 0 first."""
-        return tuple(self._osr.level_dimensions)
+        return self._dims
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
         """Downsample factor of each level relative to level 0."""
-        return tuple(float(d) for d in self._osr.level_downsamples)
+        return self._downsamples
 
     @property
     def properties(self) -> Mapping[str, str]:
@@ -172,6 +175,11 @@ class OpenSlideSlide(BaseSlide):
                 path=self.path,
                 hint="the file may be corrupt or truncated",
             ) from exc
+        if region.getchannel("A").getextrema() == (
+            255,
+            255,
+        ):  # fully opaque (the usual case): a plain channel drop
+            return np.asarray(region.convert("RGB"))
         return rgba_to_rgb(np.asarray(region))
 
     def close(self) -> None:

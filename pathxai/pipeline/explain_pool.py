@@ -1,0 +1,258 @@
+"""Tiles in, probabilities and pooled relevance out: in this process or data-parallel in worker processes.
+
+Each worker process opens the slide and prepares the model once, then handles whole batches: read
+the tiles, run the explainer (one forward + LRP backward) with its own torch threads (one by
+default), pool the relevance to the overlay grid and send back only the probabilities and the
+pooled relevance (a few kB per tile). The parent writes them to the store in grid order.
+
+Why not one process with several torch threads fed by a tile-reading process: torch's threads meet at
+a barrier after every operation, so a reader that takes a core away, even briefly, stalls all of
+them; on a 2-core machine that cost more than the reading itself (``benchmarks/heatmap.md``).
+Single-threaded workers that each read and compute have no barrier to stall.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pathxai.geometry import Grid, TileSpec
+from pathxai.slide import BaseSlide
+from pathxai.stitch import pool_tiles
+from pathxai.tiling import SlideSource, cached_slide, read_tiles
+
+__all__ = ["ExplainPool", "ExplainSpec", "ExplainedBatch", "explain_tiles", "iter_explained", "prepared"]
+
+
+@dataclass(frozen=True)
+class ExplainSpec:
+    """How a process prepares its model and what it returns (picklable).
+
+    Attributes
+    ----------
+    model
+        ``"default"`` or a model directory / weights / card path.
+    method
+        A name from :data:`pathxai.explain.METHODS`.
+    channels_last
+        Run the model in channels-last memory format.
+    k
+        Tile pixels per overlay pixel (relevance is sum-pooled by ``k``).
+    threads
+        Torch threads of each worker process.
+    """
+
+    model: str
+    method: str
+    channels_last: bool
+    k: int
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class ExplainedBatch:
+    """The model's output for one batch of tiles.
+
+    Attributes
+    ----------
+    start
+        Index of the batch's first tile in the grid.
+    probabilities
+        ``(B, n_classes)`` float32; NaN rows for unreadable tiles.
+    pooled
+        ``(B, size // k, size // k)`` float32 target-class relevance, sum-pooled; 0 for unreadable tiles.
+    ok
+        ``(B,)`` True where the tile was read.
+    failures
+        One message per unreadable tile.
+    read_s, explain_s
+        Seconds spent reading the tiles and explaining them (preprocessing, model, pooling).
+    """
+
+    start: int
+    probabilities: np.ndarray
+    pooled: np.ndarray
+    ok: np.ndarray
+    failures: tuple[str, ...]
+    read_s: float = 0.0
+    explain_s: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+
+# ---- model and explainer, prepared once per process -----------------------------------------
+_PREPARED: dict[tuple[str, str, bool], tuple[Any, Any, Any]] = {}
+
+
+def prepared(model_ref: str, method: str, channels_last: bool) -> tuple[Any, Any, Any]:
+    """Return ``(model, card, explainer)`` for a model reference and method, cached per process."""
+    key = (str(model_ref), method, channels_last)
+    if key not in _PREPARED:
+        from pathxai.explain import Explainer
+        from pathxai.model import load_model_with_card
+
+        model, card = load_model_with_card(model_ref)
+        explainer = Explainer(model, method, target_class=card.tumour_index, channels_last=channels_last)
+        _PREPARED.clear()  # one model per process at a time bounds memory
+        _PREPARED[key] = (model, card, explainer)
+    return _PREPARED[key]
+
+
+def explain_tiles(
+    slide: BaseSlide, specs: Sequence[TileSpec], start: int, card: Any, explainer: Any, k: int
+) -> ExplainedBatch:
+    """Read ``specs`` and explain them: probabilities and ``k``-pooled target relevance per tile."""
+    import torch
+
+    from pathxai.model import preprocess
+
+    t0 = time.perf_counter()
+    pixels, failed = read_tiles(slide, specs)
+    t1 = time.perf_counter()
+    with torch.inference_mode(False):
+        result = explainer(preprocess(pixels, card), int(card.tumour_index))
+    probs = result.probabilities.astype(np.float32)
+    pooled = pool_tiles(result.relevance, k, "sum")
+    ok = np.ones(len(specs), dtype=bool)
+    for i, _ in failed:
+        ok[i] = False
+    probs[~ok] = np.nan
+    pooled[~ok] = 0.0
+    t2 = time.perf_counter()
+    return ExplainedBatch(start, probs, pooled, ok, tuple(msg for _, msg in failed), t1 - t0, t2 - t1)
+
+
+def _init_worker(spec: ExplainSpec) -> None:
+    import torch
+
+    torch.set_num_threads(spec.threads)
+    prepared(spec.model, spec.method, spec.channels_last)
+
+
+def _ready() -> None:
+    """A no-op job: done once a worker has started and prepared its model."""
+
+
+def _worker_explain(
+    spec: ExplainSpec, source: SlideSource, specs: tuple[TileSpec, ...], start: int
+) -> ExplainedBatch:
+    _model, card, explainer = prepared(spec.model, spec.method, spec.channels_last)
+    return explain_tiles(cached_slide(source), specs, start, card, explainer, spec.k)
+
+
+class ExplainPool:
+    """Worker processes that read and explain batches of tiles; reusable across slides.
+
+    Parameters
+    ----------
+    workers
+        Number of processes (>= 1), started with "spawn" (no inherited torch threads or handles).
+    spec
+        The model, method and pooling every batch uses.
+    """
+
+    def __init__(self, workers: int, spec: ExplainSpec) -> None:
+        if workers < 1:
+            raise ValueError(f"an ExplainPool needs at least one worker, got {workers}")
+        self.workers = workers
+        self.spec = spec
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(spec,),
+        )
+        # start every worker now, so their start-up (torch import, model) overlaps the caller's work
+        self._ready = [self._executor.submit(_ready) for _ in range(workers)]
+
+    def wait_ready(self) -> float:
+        """Block until the workers have started; return the seconds waited."""
+        t0 = time.perf_counter()
+        for fut in self._ready:
+            fut.result()
+        return time.perf_counter() - t0
+
+    def submit(self, source: SlideSource, specs: tuple[TileSpec, ...], start: int) -> Future:
+        """Queue one batch; the future gives an :class:`ExplainedBatch`."""
+        return self._executor.submit(_worker_explain, self.spec, source, specs, start)
+
+    def close(self) -> None:
+        """Stop the workers, cancelling queued batches."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ExplainPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_explained(
+    source: SlideSource,
+    grid: Grid,
+    starts: Sequence[int],
+    batch_size: int,
+    spec: ExplainSpec,
+    pool: ExplainPool | None = None,
+    workers: int = 0,
+) -> Iterator[ExplainedBatch]:
+    """Explain the batches of ``grid`` that begin at ``starts``, yielding them in that order.
+
+    Parameters
+    ----------
+    source
+        The slide.
+    grid
+        Its full grid.
+    starts
+        First tile index of each batch to compute (batches are ``batch_size`` tiles).
+    batch_size
+        Tiles per batch.
+    spec
+        Model, method and pooling.
+    pool
+        An :class:`ExplainPool` to use (not closed here; it must have been made with ``spec``).
+    workers
+        Without ``pool``: worker processes of a private pool; 0 computes in this process.
+
+    Yields
+    ------
+    ExplainedBatch
+        One per start, in order; at most ``2 x workers`` batches are in flight.
+    """
+    jobs = ((s, grid.specs[s : s + batch_size]) for s in starts)
+    if pool is None and workers == 0:
+        _model, card, explainer = prepared(spec.model, spec.method, spec.channels_last)
+        slide = source.open()
+        try:
+            for start, specs in jobs:
+                yield explain_tiles(slide, specs, start, card, explainer, spec.k)
+        finally:
+            slide.close()
+        return
+    active = pool if pool is not None else ExplainPool(workers, spec)
+    pending: deque[Future] = deque()
+    try:
+        for start, specs in jobs:
+            pending.append(active.submit(source, specs, start))
+            if len(pending) >= 2 * active.workers:
+                break
+        while pending:
+            batch = pending.popleft().result()
+            nxt = next(jobs, None)
+            if nxt is not None:
+                pending.append(active.submit(source, nxt[1], nxt[0]))
+            yield batch
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if pool is None:
+            active.close()

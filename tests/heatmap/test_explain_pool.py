@@ -1,0 +1,45 @@
+"""Worker processes that read and explain tiles give what the same code gives in this process, in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pathxai.pipeline.explain_pool import ExplainPool, ExplainSpec, iter_explained
+from pathxai.slide import open_slide
+from pathxai.tiling import SlideSource, tile_slide
+
+
+def _grid(slide_path: Path):  # type: ignore[no-untyped-def]
+    with open_slide(slide_path) as slide:
+        grid, _ = tile_slide(slide, 1.0, 64, None, 0.25, None)
+    return grid
+
+
+def test_pool_matches_in_process_and_keeps_order(tiny_model: Path, small_slide: Path) -> None:
+    grid = _grid(small_slide)
+    batch = 8
+    starts = list(range(0, len(grid.specs), batch))[::-1]  # any order of batches is kept as asked
+    spec = ExplainSpec(str(tiny_model), "lrp", True, 4, threads=1)
+    source = SlideSource(str(small_slide))
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: same arithmetic, so (near) identical floats
+    try:
+        local = list(iter_explained(source, grid, starts, batch, spec))
+    finally:
+        torch.set_num_threads(old)
+    with ExplainPool(2, spec) as pool:
+        assert pool.wait_ready() >= 0.0
+        remote = list(iter_explained(source, grid, starts, batch, spec, pool=pool))
+        again = list(iter_explained(source, grid, starts[:2], batch, spec, pool=pool))  # reused pool
+    assert [b.start for b in remote] == starts == [b.start for b in local]
+    assert [b.start for b in again] == starts[:2]
+    for a, b in zip(local, remote, strict=True):
+        assert len(a) == len(b) == len(grid.specs[a.start : a.start + batch])
+        np.testing.assert_allclose(b.probabilities, a.probabilities, rtol=1e-5, atol=1e-7)
+        scale = float(np.abs(a.pooled).max())
+        np.testing.assert_allclose(b.pooled, a.pooled, rtol=1e-4, atol=1e-6 * scale)
+        assert b.ok.all() and not b.failures and b.read_s > 0 and b.explain_s > 0
+    assert b.pooled.shape[1:] == (16, 16)  # 64 px tiles pooled by 4
