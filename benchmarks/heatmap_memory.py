@@ -2,11 +2,11 @@
 
 Usage::
 
-    python benchmarks/heatmap_memory.py --tiles 150 --threads 2 --workers 1
+    python benchmarks/heatmap_memory.py --tiles 60 --workers 2
 
 Each run happens in a fresh subprocess (``--child``) that runs ``heatmap_slide`` with all exports and reports
 ``resource.getrusage`` max RSS of itself (model, tile batches, stitching bands, exports) and of its
-children (the tile-reading workers). The big slide has 4x the width and height of the small one.
+children (the largest worker process that reads and explains tiles). The big slide has 4x the width and height of the small one.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def child(slide: str, out: str, threads: int, workers: int, batch: int, model: s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiles", type=int, default=150, help="tissue tiles of the small slide")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--model", default="default")
     ap.add_argument("--child", nargs=2, metavar=("SLIDE", "OUT"))
     args = ap.parse_args()
@@ -64,10 +64,10 @@ def main() -> None:
         r["slide"] = Path(slide).name
         rows.append(r)
         print(f"{factor:>2}x area: {r['slide']}: {r['n_tiles']} tiles, canvas {r['canvas']}, "
-              f"peak RSS main {r['self_mb']:.0f} MB, reader worker {r['workers_mb']:.0f} MB, wall {r['wall_s']:.1f}s")  # fmt: skip
+              f"peak RSS main {r['self_mb']:.0f} MB, largest worker {r['workers_mb']:.0f} MB, wall {r['wall_s']:.1f}s")  # fmt: skip
     growth = rows[1]["self_mb"] / rows[0]["self_mb"]
     wgrowth = rows[1]["workers_mb"] / max(rows[0]["workers_mb"], 1e-9)
-    print(f"growth for 16x area: main process {growth:.2f}x, reader worker {wgrowth:.2f}x")
+    print(f"growth for 16x area: main process {growth:.2f}x, largest worker {wgrowth:.2f}x")
     print(f"machine at end: {machine_state()}")
 
 
