@@ -65,7 +65,7 @@ def run_on_dask(
         return
     out = str(Path(out_dir).resolve())
     cluster = None
-    # Non-daemonic workers may start the tile-reading processes of pathxai.tiling.
+    # Non-daemonic workers may start the explain worker processes of pathxai.pipeline.explain_pool.
     with dask.config.set({"distributed.worker.daemon": False}):
         if address == "local":
             cluster = LocalCluster(
