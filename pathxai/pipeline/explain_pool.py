@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,15 @@ class ExplainPool:
         for fut in self._ready:
             fut.result()
         return time.perf_counter() - t0
+
+    @property
+    def broken(self) -> bool:
+        """True once a worker died abruptly (e.g. killed for memory): the pool takes no more work."""
+        try:
+            self._executor.submit(_ready)
+        except (BrokenProcessPool, RuntimeError):
+            return True
+        return False
 
     def submit(self, source: SlideSource, specs: tuple[TileSpec, ...], start: int) -> Future:
         """Queue one batch; the future gives an :class:`ExplainedBatch`."""

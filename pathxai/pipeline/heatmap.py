@@ -6,9 +6,8 @@ slide, see :mod:`pathxai.pipeline.dask_runner`), with resume, per-slide summarie
 Per slide, under ``OUT``: ``<id>.h5`` (:class:`~pathxai.store.heatmap.HeatmapStore`), ``<id>.tif``
 (pyramidal RGB overlay at the overlay mpp, OpenSlide-readable), ``<id>.png`` (overview with colour
 bars), ``<id>.geojson`` (QuPath annotations of high-probability and high-relevance regions, level-0
-coordinates) and ``<id>.json`` (summary). Tiles are read by prefetching worker processes while torch
-computes; see :mod:`pathxai.pipeline.explain_pool` for how tiles are read and explained in
-parallel worker processes.
+coordinates) and ``<id>.json`` (summary). Tiles are read and explained by worker processes, one
+torch thread each (:mod:`pathxai.pipeline.explain_pool`), and written here in grid order.
 """
 
 from __future__ import annotations
@@ -846,6 +845,11 @@ def heatmap_batch(
                     results.append(result)
                     if on_done is not None:
                         on_done(result)
+                    if (
+                        pool is not None and pool.broken
+                    ):  # a worker died on that slide: fresh ones for the rest
+                        pool.close()
+                        pool = stack.enter_context(ExplainPool(settings.workers, pool.spec))
         failures = [
             {"slide_id": r.slide_id, "path": r.path, "error": r.error}
             for r in results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +45,15 @@ def test_pool_matches_in_process_and_keeps_order(tiny_model: Path, small_slide: 
         np.testing.assert_allclose(b.pooled, a.pooled, rtol=1e-4, atol=1e-6 * scale)
         assert b.ok.all() and not b.failures and b.read_s > 0 and b.explain_s > 0
     assert b.pooled.shape[1:] == (16, 16)  # 64 px tiles pooled by 4
+
+
+def test_pool_reports_a_dead_worker(tiny_model: Path) -> None:
+    spec = ExplainSpec(str(tiny_model), "lrp", True, 4, threads=1)
+    with ExplainPool(1, spec) as pool:
+        pool.wait_ready()
+        assert not pool.broken
+        pool._executor.submit(os._exit, 1)  # a worker killed abruptly (as the OOM killer would)
+        deadline = time.monotonic() + 30
+        while not pool.broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.broken
