@@ -180,3 +180,21 @@ def test_unreadable_permissions(tmp_path: Path, cmu_slide: Path) -> None:
     p.chmod(0)
     with pytest.raises(SlideError, match="permission denied"):
         open_slide(p)
+
+
+@pytest.mark.parametrize("compression", ["none", "jpeg"])
+def test_subpixel_window_reads_whole_level_pixels_and_resamples_once(
+    tmp_path: Path, compression: str
+) -> None:
+    # A level-0 origin that is not a multiple of 2 falls between two level-1 pixels: the read must take
+    # level 1 from a whole pixel and cut the exact sub-pixel box out of it, not let OpenSlide interpolate.
+    path = write_synthetic_slide(tmp_path / "s.tiff", 1024, 768, mpp=0.5, levels=2, compression=compression)
+    with open_slide(path) as slide:
+        level1 = slide.read_l0_region(0, 0, 1024, 768, 512, 384)  # aligned: the level's own pixels
+        out = slide.read_l0_region(301.4, 117.2, 278.4, 278.4, 112, 112)  # level 1 at (150.7, 58.6)
+    crop = Image.fromarray(np.ascontiguousarray(level1[58:198, 150:291]))
+    expect = np.asarray(crop.resize((112, 112), Image.Resampling.BOX, box=(0.7, 0.6, 139.9, 139.8)))
+    assert np.abs(out.astype(int) - expect.astype(int)).max() <= 1
+    # the box offset matters: ignoring the 0.7 / 0.6 level pixels gives detectably other pixels
+    shifted = np.asarray(crop.resize((112, 112), Image.Resampling.BOX, box=(0.0, 0.0, 139.2, 139.2)))
+    assert np.abs(out.astype(int) - shifted.astype(int)).mean() > 0.5
