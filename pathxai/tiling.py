@@ -8,6 +8,9 @@ when the consumer stops early.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -135,6 +138,24 @@ def _worker_read(
     return read_tiles(cached_slide(source) if isinstance(source, SlideSource) else source, specs)
 
 
+def _exit_with(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:  # re-parented: the parent died without closing the pool
+            os._exit(0)
+
+
+def watch_parent() -> None:
+    """In a worker process: exit as soon as the parent is gone.
+
+    A parent killed with SIGKILL cannot shut its pool down, and a spawned pool worker holds its own
+    end of the job queue, so it would otherwise wait for work forever (holding its memory).
+    """
+    threading.Thread(
+        target=_exit_with, args=(os.getppid(),), daemon=True, name="pathxai-parent-watch"
+    ).start()
+
+
 class TilePool:
     """A pool of tile-reading worker processes, reusable across slides.
 
@@ -149,7 +170,9 @@ class TilePool:
         if workers < 1:
             raise ValueError(f"a TilePool needs at least one worker, got {workers}")
         self.workers = workers
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=watch_parent
+        )
 
     def submit(self, source: SlideSource | BaseSlide, specs: tuple[TileSpec, ...]) -> Future:
         """Queue one batch read; the future gives ``(pixels, failed)``."""

@@ -27,7 +27,7 @@ import numpy as np
 from pathxai.geometry import Grid, TileSpec
 from pathxai.slide import BaseSlide
 from pathxai.stitch import pool_tiles
-from pathxai.tiling import SlideSource, cached_slide, read_tiles
+from pathxai.tiling import SlideSource, cached_slide, read_tiles, watch_parent
 
 __all__ = ["ExplainPool", "ExplainSpec", "ExplainedBatch", "explain_tiles", "iter_explained", "prepared"]
 
@@ -134,6 +134,7 @@ def explain_tiles(
 def _init_worker(spec: ExplainSpec) -> None:
     import torch
 
+    watch_parent()
     torch.set_num_threads(spec.threads)
     prepared(spec.model, spec.method, spec.channels_last)
 

@@ -45,8 +45,41 @@ def _cli(slide: Path, model: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux ``/proc``)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _assert_gone(pids: list[int], timeout: float = 20.0) -> None:
+    """The killed run's worker processes exit by themselves (they must not linger holding a model)."""
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+        time.sleep(0.1)
+    assert not alive, f"worker processes {alive} outlived their SIGKILLed parent"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 def _kill_when(proc: subprocess.Popen, partial: Path, min_done: int, timeout: float = 240.0) -> int:
-    """SIGKILL ``proc`` once the partial store shows at least ``min_done`` tiles; return the count seen."""
+    """SIGKILL ``proc`` once the partial store shows at least ``min_done`` tiles; return the count seen.
+
+    Its worker processes, orphaned by the kill, must exit by themselves.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -57,8 +90,13 @@ def _kill_when(proc: subprocess.Popen, partial: Path, min_done: int, timeout: fl
             except (OSError, KeyError):
                 done, n = 0, 1  # being created
             if done >= min_done:
+                kids = _children(proc.pid) if Path("/proc/self/stat").exists() else []
+                assert kids or not Path("/proc/self/stat").exists(), (
+                    "the run should compute in worker processes"
+                )
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(30)
+                _assert_gone(kids)
                 assert done < n, "slide finished before the kill"
                 return done
         time.sleep(0.05)
