@@ -74,13 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch and print a per-slide report; exit 1 if any slide failed."""
-    from pathxai.pipeline.heatmap import (
-        HeatmapSettings,
-        SlideResult,
-        default_workers,
-        heatmap_batch,
-        resolve_jobs,
-    )
+    from pathxai.pipeline.heatmap import HeatmapSettings, SlideResult, heatmap_batch, resolve_jobs
     from pathxai.slide import TissueSettings
 
     exports = tuple(e for e in args.exports.split(",") if e and e != "none")
@@ -96,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             tissue=TissueSettings(),
             window=args.window,
             batch_size=args.batch_size,
-            workers=default_workers() if args.workers is None else args.workers,
+            workers=args.workers,
             threads=args.threads,
             exports=exports,
             overwrite=args.overwrite,

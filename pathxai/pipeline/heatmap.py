@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import multiprocessing as mp
 import os
@@ -81,7 +82,8 @@ class HeatmapSettings:
         Tiles per model batch.
     workers
         Processes that read *and* explain tiles, each with its own model (0: everything in this
-        process). Default: one per CPU core.
+        process). ``None`` (default): one per CPU core of the machine that runs the slide; with
+        ``dask="local"``, the cores shared among the cluster's workers.
     threads
         Torch threads of each computing process (``None``: 1 per worker process, torch's default
         in this process with ``workers=0``).
@@ -108,7 +110,7 @@ class HeatmapSettings:
     tissue: TissueSettings = field(default_factory=TissueSettings)
     window: str = "count"
     batch_size: int = 16
-    workers: int = field(default_factory=lambda: default_workers())
+    workers: int | None = None
     threads: int | None = None
     exports: tuple[str, ...] = EXPORTS
     overwrite: bool = False
@@ -121,8 +123,13 @@ class HeatmapSettings:
             raise ValueError(f"canvas_downsample must be >= 1, got {self.canvas_downsample}")
         if self.window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
-        if self.batch_size < 1 or self.workers < 0:
+        if self.batch_size < 1 or (self.workers is not None and self.workers < 0):
             raise ValueError("batch_size must be >= 1 and workers >= 0")
+
+    @property
+    def n_workers(self) -> int:
+        """``workers``, or one per CPU core of this machine when it is ``None``."""
+        return default_workers() if self.workers is None else self.workers
         unknown = set(self.exports) - set(EXPORTS)
         if unknown:
             raise ValueError(f"unknown exports {sorted(unknown)}; choose from {EXPORTS}")
@@ -614,7 +621,7 @@ def heatmap_slide(
         Called with ``(slide_id, n_tiles)`` once the grid is known.
     pool
         Worker processes to compute with (made with :func:`explain_spec` of these settings);
-        ``None`` starts ``settings.workers`` of them for this slide (none with ``workers=0``).
+        ``None`` starts ``settings.n_workers`` of them for this slide (none with ``workers=0``).
 
     Returns
     -------
@@ -631,7 +638,7 @@ def heatmap_slide(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job = SlideJob(str(path), slide_id or Path(path).stem, slide_mpp)
-    if settings.threads and settings.workers == 0:
+    if settings.threads and settings.n_workers == 0:
         import torch
 
         torch.set_num_threads(settings.threads)
@@ -669,8 +676,8 @@ def heatmap_slide(
                 summary = _load_json(paths["json"])
                 return SlideResult(job.slide_id, job.path, "skipped", _str_paths(paths), summary)
         # A daemonic process (e.g. a Dask worker) may not start children: compute in-process there.
-        if pool is None and settings.workers > 0 and not mp.current_process().daemon:
-            pool = stack.enter_context(ExplainPool(settings.workers, explain_spec(settings, k)))
+        if pool is None and settings.n_workers > 0 and not mp.current_process().daemon:
+            pool = stack.enter_context(ExplainPool(settings.n_workers, explain_spec(settings, k)))
         t0 = time.perf_counter()
         grid, mask = tile_slide(slide, mpp, size, stride, settings.min_tissue, settings.tissue)
         timings["tissue_grid_s"] = time.perf_counter() - t0
@@ -829,6 +836,11 @@ def heatmap_batch(
         if dask:
             from pathxai.pipeline.dask_runner import run_on_dask
 
+            if dask == "local" and settings.workers is None:  # share this machine's cores among the tasks
+                settings = dataclasses.replace(
+                    settings, workers=max(1, default_workers() // max(1, dask_workers))
+                )
+
             for result in run_on_dask(jobs, out, settings, dask, dask_workers):
                 results.append(result)
                 if on_done is not None:
@@ -836,10 +848,10 @@ def heatmap_batch(
         else:
             with contextlib.ExitStack() as stack:
                 pool = None
-                if settings.workers > 0 and len(jobs) > 1 and not mp.current_process().daemon:
+                if settings.n_workers > 0 and len(jobs) > 1 and not mp.current_process().daemon:
                     # one set of worker processes for all slides saves their start-up per slide
                     k = settings.canvas_downsample
-                    pool = stack.enter_context(ExplainPool(settings.workers, explain_spec(settings, k)))
+                    pool = stack.enter_context(ExplainPool(settings.n_workers, explain_spec(settings, k)))
                 for job in jobs:
                     result = run_job(job, out, settings, progress=progress, on_start=on_start, pool=pool)
                     results.append(result)
@@ -849,7 +861,7 @@ def heatmap_batch(
                         pool is not None and pool.broken
                     ):  # a worker died on that slide: fresh ones for the rest
                         pool.close()
-                        pool = stack.enter_context(ExplainPool(settings.workers, pool.spec))
+                        pool = stack.enter_context(ExplainPool(settings.n_workers, pool.spec))
         failures = [
             {"slide_id": r.slide_id, "path": r.path, "error": r.error}
             for r in results
