@@ -642,7 +642,13 @@ def heatmap_slide(
         import torch
 
         torch.set_num_threads(settings.threads)
-    _model, card, _explainer = prepared(settings.model, settings.method, settings.channels_last)
+    in_process = settings.n_workers == 0 or mp.current_process().daemon
+    if in_process:
+        _model, card, _explainer = prepared(settings.model, settings.method, settings.channels_last)
+    else:  # the workers prepare the model; here only its card is needed
+        from pathxai.model import load_model_with_card
+
+        card = load_model_with_card(settings.model)[1]
     params = _run_params(settings, card)
     mpp, size, stride, k = params
     paths = _output_paths(out, job.slide_id, settings.exports)
@@ -676,7 +682,7 @@ def heatmap_slide(
                 summary = _load_json(paths["json"])
                 return SlideResult(job.slide_id, job.path, "skipped", _str_paths(paths), summary)
         # A daemonic process (e.g. a Dask worker) may not start children: compute in-process there.
-        if pool is None and settings.n_workers > 0 and not mp.current_process().daemon:
+        if pool is None and not in_process:
             pool = stack.enter_context(ExplainPool(settings.n_workers, explain_spec(settings, k)))
         t0 = time.perf_counter()
         grid, mask = tile_slide(slide, mpp, size, stride, settings.min_tissue, settings.tissue)
