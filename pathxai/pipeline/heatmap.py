@@ -125,14 +125,14 @@ class HeatmapSettings:
             raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
         if self.batch_size < 1 or (self.workers is not None and self.workers < 0):
             raise ValueError("batch_size must be >= 1 and workers >= 0")
+        unknown = set(self.exports) - set(EXPORTS)
+        if unknown:
+            raise ValueError(f"unknown exports {sorted(unknown)}; choose from {EXPORTS}")
 
     @property
     def n_workers(self) -> int:
         """``workers``, or one per CPU core of this machine when it is ``None``."""
         return default_workers() if self.workers is None else self.workers
-        unknown = set(self.exports) - set(EXPORTS)
-        if unknown:
-            raise ValueError(f"unknown exports {sorted(unknown)}; choose from {EXPORTS}")
 
 
 @dataclass(frozen=True)

@@ -248,3 +248,34 @@ def test_missing_dask_is_a_clear_error(
     )
     assert code == 2
     assert "pip install 'pathxai[dask]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"exports": ("pdf",)},
+        {"workers": -1},
+        {"batch_size": 0},
+        {"canvas_downsample": 0},
+        {"window": "gauss"},
+    ],
+)
+def test_settings_refuse_bad_values(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        HeatmapSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_settings_workers_default_to_the_cores() -> None:
+    from pathxai.pipeline.heatmap import default_workers
+
+    assert HeatmapSettings().n_workers == default_workers() >= 1
+    assert HeatmapSettings(workers=0).n_workers == 0 and HeatmapSettings(workers=3).n_workers == 3
+
+
+def test_cli_refuses_unknown_export(
+    tmp_path: Path, small_slide: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["heatmap", str(small_slide), "--out", str(out), "--exports", "pdf"]) == 2
+    assert "unknown exports ['pdf']" in capsys.readouterr().err
+    assert not out.exists()
