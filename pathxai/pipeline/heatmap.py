@@ -863,9 +863,8 @@ def heatmap_batch(
                     results.append(result)
                     if on_done is not None:
                         on_done(result)
-                    if (
-                        pool is not None and pool.broken
-                    ):  # a worker died on that slide: fresh ones for the rest
+                    # a worker died on that slide (e.g. out of memory): fresh ones for the rest
+                    if pool is not None and pool.broken:
                         pool.close()
                         pool = stack.enter_context(ExplainPool(settings.n_workers, pool.spec))
         failures = [
