@@ -12,16 +12,19 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self, TypeVar
 
 import numpy as np
 
 from pathxai.errors import SlideError
 from pathxai.geometry import Grid, TileSpec, build_grid
 from pathxai.slide import BaseSlide, TissueMask, TissueSettings, detect_tissue, open_slide
+
+J = TypeVar("J")
 
 
 @dataclass(frozen=True)
@@ -156,37 +159,84 @@ def watch_parent() -> None:
     ).start()
 
 
-class TilePool:
-    """A pool of tile-reading worker processes, reusable across slides.
+def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    watch_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class WorkerPool:
+    """Spawned worker processes, reusable across slides, that exit when their parent dies.
 
     Parameters
     ----------
     workers
         Number of processes (>= 1). They start with the "spawn" method, so they hold none
         of the parent's threads (torch/OpenMP) or file handles.
+    initializer, initargs
+        Run once in each worker after it starts (e.g. to prepare a model).
     """
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(
+        self, workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
+    ) -> None:
         if workers < 1:
-            raise ValueError(f"a TilePool needs at least one worker, got {workers}")
+            raise ValueError(f"a {type(self).__name__} needs at least one worker, got {workers}")
         self.workers = workers
         self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=watch_parent
+            max_workers=workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(initializer, initargs),
         )
-
-    def submit(self, source: SlideSource | BaseSlide, specs: tuple[TileSpec, ...]) -> Future:
-        """Queue one batch read; the future gives ``(pixels, failed)``."""
-        return self._executor.submit(_worker_read, source, specs)
 
     def close(self) -> None:
         """Stop the workers, cancelling queued jobs."""
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> TilePool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def in_order(
+    submit: Callable[[J], Future], jobs: Iterable[J], in_flight: int
+) -> Generator[tuple[J, Any], None, None]:
+    """Submit ``jobs`` with at most ``in_flight`` pending; yield ``(job, result)`` in submission order.
+
+    Memory stays bounded by ``in_flight`` results whatever the number of jobs; jobs still queued
+    when the consumer stops early (or on error) are cancelled.
+    """
+    queue = iter(jobs)
+    pending: deque[tuple[J, Future]] = deque()
+    try:
+        for job in queue:
+            pending.append((job, submit(job)))
+            if len(pending) >= max(1, in_flight):
+                break
+        while pending:
+            job, fut = pending.popleft()
+            result = fut.result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt, submit(nxt)))
+            yield job, result
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+
+
+class TilePool(WorkerPool):
+    """A pool of tile-reading worker processes (see :class:`WorkerPool`)."""
+
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+
+    def submit(self, source: SlideSource | BaseSlide, specs: tuple[TileSpec, ...]) -> Future:
+        """Queue one batch read; the future gives ``(pixels, failed)``."""
+        return self._executor.submit(_worker_read, source, specs)
 
 
 def _batches(grid: Grid, batch_size: int) -> Iterator[tuple[int, tuple[TileSpec, ...]]]:
@@ -241,27 +291,15 @@ def iter_tiles(
             if isinstance(source, SlideSource):
                 slide.close()
         return
-    owned = pool is None
     active = pool if pool is not None else TilePool(workers)
-    prefetch = max(1, prefetch if prefetch is not None else 2 * active.workers)
-    pending: deque[tuple[int, tuple[TileSpec, ...], Future]] = deque()
-    jobs = _batches(grid, batch_size)
+    prefetch = prefetch if prefetch is not None else 2 * active.workers
+    results = in_order(lambda job: active.submit(source, job[1]), _batches(grid, batch_size), prefetch)
     try:
-        for start, specs in jobs:
-            pending.append((start, specs, active.submit(source, specs)))
-            if len(pending) >= prefetch:
-                break
-        while pending:
-            start, specs, fut = pending.popleft()
-            pixels, failed = fut.result()
-            nxt = next(jobs, None)
-            if nxt is not None:
-                pending.append((nxt[0], nxt[1], active.submit(source, nxt[1])))
+        for (start, specs), (pixels, failed) in results:
             yield TileBatch(start, specs, pixels, grid.tissue[start : start + len(specs)], failed)
     finally:
-        for _, _, fut in pending:
-            fut.cancel()
-        if owned:
+        results.close()  # cancel what is still queued before the pool shuts down
+        if pool is None:
             active.close()
 
 

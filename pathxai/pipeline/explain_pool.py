@@ -13,11 +13,9 @@ Single-threaded workers that each read and compute have no barrier to stall.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +25,7 @@ import numpy as np
 from pathxai.geometry import Grid, TileSpec
 from pathxai.slide import BaseSlide
 from pathxai.stitch import pool_tiles
-from pathxai.tiling import SlideSource, cached_slide, read_tiles, watch_parent
+from pathxai.tiling import SlideSource, WorkerPool, cached_slide, in_order, read_tiles
 
 __all__ = ["ExplainPool", "ExplainSpec", "ExplainedBatch", "explain_tiles", "iter_explained", "prepared"]
 
@@ -134,7 +132,6 @@ def explain_tiles(
 def _init_worker(spec: ExplainSpec) -> None:
     import torch
 
-    watch_parent()
     torch.set_num_threads(spec.threads)
     prepared(spec.model, spec.method, spec.channels_last)
 
@@ -150,28 +147,20 @@ def _worker_explain(
     return explain_tiles(cached_slide(source), specs, start, card, explainer, spec.k)
 
 
-class ExplainPool:
+class ExplainPool(WorkerPool):
     """Worker processes that read and explain batches of tiles; reusable across slides.
 
     Parameters
     ----------
     workers
-        Number of processes (>= 1), started with "spawn" (no inherited torch threads or handles).
+        Number of processes (>= 1), see :class:`~pathxai.tiling.WorkerPool`.
     spec
         The model, method and pooling every batch uses.
     """
 
     def __init__(self, workers: int, spec: ExplainSpec) -> None:
-        if workers < 1:
-            raise ValueError(f"an ExplainPool needs at least one worker, got {workers}")
-        self.workers = workers
+        super().__init__(workers, _init_worker, (spec,))
         self.spec = spec
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(spec,),
-        )
         # start every worker now, so their start-up (torch import, model) overlaps the caller's work
         self._ready = [self._executor.submit(_ready) for _ in range(workers)]
 
@@ -194,16 +183,6 @@ class ExplainPool:
     def submit(self, source: SlideSource, specs: tuple[TileSpec, ...], start: int) -> Future:
         """Queue one batch; the future gives an :class:`ExplainedBatch`."""
         return self._executor.submit(_worker_explain, self.spec, source, specs, start)
-
-    def close(self) -> None:
-        """Stop the workers, cancelling queued batches."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> ExplainPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def iter_explained(
@@ -250,20 +229,11 @@ def iter_explained(
             slide.close()
         return
     active = pool if pool is not None else ExplainPool(workers, spec)
-    pending: deque[Future] = deque()
+    results = in_order(lambda job: active.submit(source, job[1], job[0]), jobs, 2 * active.workers)
     try:
-        for start, specs in jobs:
-            pending.append(active.submit(source, specs, start))
-            if len(pending) >= 2 * active.workers:
-                break
-        while pending:
-            batch = pending.popleft().result()
-            nxt = next(jobs, None)
-            if nxt is not None:
-                pending.append(active.submit(source, nxt[1], nxt[0]))
+        for _job, batch in results:
             yield batch
     finally:
-        for fut in pending:
-            fut.cancel()
+        results.close()  # cancel what is still queued before the pool shuts down
         if pool is None:
             active.close()
