@@ -18,7 +18,7 @@ from PIL import Image
 
 from pathxai.slide.testing import write_synthetic_slide
 
-from .conftest import assert_clean_failure, run_main
+from .conftest import assert_clean_failure, run_main, save_tiny_model
 
 pytestmark = pytest.mark.skipif(
     not (Path(__file__).resolve().parents[2] / "pathxai/cli/heatmap.py").is_file(),
@@ -28,19 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from pathxai.model import ModelCard, build_model, save_model
-
-    torch.manual_seed(0)
-    widths = [4, 8, 8, 8, 8]
-    card = ModelCard(
-        arch="compact_cnn", classes=("non-tumour", "tumour"), tumour_index=1, input_size=64, mpp=2.0,
-        mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), arch_kwargs={"widths": widths},
-    )  # fmt: skip
-    return save_model(
-        build_model("compact_cnn", widths=widths), card, tmp_path_factory.mktemp("hm") / "model"
-    )
+    return save_tiny_model(tmp_path_factory.mktemp("hm") / "model")
 
 
 @pytest.fixture(scope="module")

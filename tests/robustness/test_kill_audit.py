@@ -28,17 +28,13 @@ pytestmark = [
     ),
 ]
 
-from .conftest import assert_clean_failure, run_cli  # noqa: E402
+from .conftest import assert_clean_failure, run_cli, save_tiny_model  # noqa: E402
 
 N_IMAGES = 6
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    import torch
-
-    from pathxai.model import ModelCard, build_model, save_model
-
     d = tmp_path_factory.mktemp("audit_cohort")
     rng = np.random.default_rng(0)
     rows = ["id,path,label,patient,site,mpp"]
@@ -50,13 +46,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         Image.fromarray(img).save(d / f"i{i}.png")
         rows.append(f"i{i},i{i}.png,{'malignant' if i % 2 else 'benign'},p{i // 2},s{i % 3},1.0")
     (d / "m.csv").write_text("\n".join(rows) + "\n")
-    torch.manual_seed(0)
-    widths = [4, 8, 8, 8, 8]
-    card = ModelCard(
-        arch="compact_cnn", classes=("non-tumour", "tumour"), tumour_index=1, input_size=64, mpp=2.0,
-        mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), arch_kwargs={"widths": widths},
-    )  # fmt: skip
-    model = save_model(build_model("compact_cnn", widths=widths), card, d / "model")
+    model = save_tiny_model(d / "model")
     return d / "m.csv", model
 
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
     reason="the heatmap CLI (pathxai/cli/heatmap.py) has not landed",
 )
 
-from .conftest import assert_clean_failure, run_cli  # noqa: E402
+from .conftest import assert_clean_failure, run_cli, save_tiny_model  # noqa: E402
 
 N_SLIDES = 3
 KILLS = 4
@@ -37,23 +37,7 @@ VOLATILE_ATTRS = {"created"}
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from pathxai.model import ModelCard, build_model, save_model
-
-    torch.manual_seed(0)
-    widths = [8, 16, 16, 32, 32]
-    card = ModelCard(
-        arch="compact_cnn",
-        classes=("non-tumour", "tumour"),
-        tumour_index=1,
-        input_size=64,
-        mpp=2.0,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.2, 0.2, 0.2),
-        arch_kwargs={"widths": widths},
-    )
-    return save_model(build_model("compact_cnn", widths=widths), card, tmp_path_factory.mktemp("m") / "tiny")
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny", widths=(8, 16, 16, 32, 32))
 
 
 @pytest.fixture(scope="module")
