@@ -194,6 +194,9 @@ def test_two_runs_on_one_output_directory_cannot_interleave(
         while time.monotonic() - t0 < 120 and not (lock.is_file() and lock.read_text().strip()):
             time.sleep(0.05)
         assert first.poll() is None, "the first run ended before the second could start"
+        # freeze the holder: the second run takes seconds to start, and a fast first run could finish
+        # (and release the lock) in the meantime
+        first.send_signal(signal.SIGSTOP)
         r = run_cli("heatmap", slides[0], "--model", tiny_model, "--out", out, "--workers", "0")
         assert_clean_failure(r, out, "in use", f"pid {first.pid}")
     finally:
