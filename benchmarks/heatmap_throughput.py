@@ -40,7 +40,7 @@ from pathxai.explain import Explainer
 from pathxai.model import load_model_with_card, preprocess
 from pathxai.pipeline.heatmap import HeatmapSettings, default_workers, heatmap_slide
 from pathxai.slide import open_slide
-from pathxai.tiling import read_tiles, tile_slide
+from pathxai.tiling import read_tiles, reuse_freed_memory, tile_slide
 
 
 def _batches(slide_path: Path, model: str, n: int, batch_size: int, part: int = 0) -> list[torch.Tensor]:
@@ -67,6 +67,7 @@ def _model_only(model: str, batches: list[torch.Tensor]) -> float:
 
 def _worker(model: str, slide_path: str, n: int, batch_size: int, part: int, barrier: Any, out: Any) -> None:
     torch.set_num_threads(1)
+    reuse_freed_memory()  # the pipeline's workers do this too (pathxai.tiling)
     batches = _batches(Path(slide_path), model, n, batch_size, part)
     m, card = load_model_with_card(model)
     with Explainer(m, "lrp", target_class=card.tumour_index) as ex:
@@ -108,6 +109,7 @@ def main() -> None:
     ap.add_argument("--exports", default="tif,png,geojson")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # the same allocator settings as the pipeline's workers, for the 1-process run
     _, card = load_model_with_card(args.model)
     size, mpp = card.input_size, card.mpp
     slide_path = slide_for_tiles(args.tiles, size, mpp)
@@ -152,7 +154,7 @@ def main() -> None:
         print(
             f"  tissue+grid {tm['tissue_grid_s']:.2f}s, tiles {tm['tiles_s']:.2f}s (worker start-up not hidden "
             f"by tissue detection {tm['startup_wait_s']:.2f}s, waiting for results {tm['compute_s']:.2f}s, hdf5 "
-            f"writes {tm['write_s']:.2f}s; summed over workers: reading {1000 * tm['read_cpu_s'] / n:.2f} ms/tile, "
+            f"writes {tm['write_s']:.2f}s, parent CPU {tm.get('parent_cpu_s', 0.0):.2f}s; summed over workers: reading {1000 * tm['read_cpu_s'] / n:.2f} ms/tile, "
             f"preprocess+LRP+pooling {1000 * tm['explain_cpu_s'] / n:.2f} ms/tile), finalize {tm['finalize_s']:.2f}s, "
             f"exports {tm['exports_s']:.2f}s "
             f"({', '.join(f'{k} {v:.2f}s' for k, v in tm.items() if k in ('tif_s', 'png_s', 'geojson_s'))})"

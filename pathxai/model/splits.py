@@ -40,10 +40,14 @@ def grouped_folds(
     if not 2 <= n_folds <= n_groups:
         raise ValueError(f"n_folds must be between 2 and the number of patients ({n_groups}), got {n_folds}")
     cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    # scikit-learn refuses to stratify when every class has fewer items than folds (e.g. 3 benign
+    # and 1 malignant image in 4 folds): then the folds are grouped only
+    _, counts = np.unique(y, return_counts=True)
+    strata = y if bool((counts >= n_folds).any()) else np.zeros(len(y), dtype=int)
     out = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        pairs = list(cv.split(np.zeros(len(y)), y, g))
+        pairs = list(cv.split(np.zeros(len(y)), strata, g))
     for train, test in pairs:
         train, test = np.sort(train), np.sort(test)
         assert_disjoint(g[train], g[test])

@@ -386,12 +386,14 @@ def _compute(
         "write_s": 0.0,
         "read_cpu_s": 0.0,
         "explain_cpu_s": 0.0,
+        "parent_cpu_s": 0.0,
     }
     if not todo:
         return failures, timings
     if pool is not None:
         timings["startup_wait_s"] = pool.wait_ready()
     batches = iter_explained(source, grid, todo, batch_size, explain_spec(settings, k), pool=pool)
+    cpu0 = time.process_time()
     t_wait = time.perf_counter()
     for batch in batches:
         t0 = time.perf_counter()
@@ -404,6 +406,7 @@ def _compute(
         timings["write_s"] += t_wait - t0
         if progress is not None:
             progress(len(batch))
+    timings["parent_cpu_s"] = time.process_time() - cpu0  # all of this process's threads
     return failures, timings
 
 

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-def open_slide(path: str | Path, mpp: float | None = None) -> BaseSlide:
+def open_slide(path: str | Path, mpp: float | None = None, decoder: str | None = None) -> BaseSlide:
     """Open a whole-slide image (via OpenSlide) or a plain image (via PIL).
 
     Parameters
@@ -43,6 +43,9 @@ def open_slide(path: str | Path, mpp: float | None = None) -> BaseSlide:
         Slide or image file.
     mpp
         Level-0 µm/px override (required when the metadata lacks a plausible one).
+    decoder
+        For whole-slide images: ``"auto"`` or ``"openslide"``, see :class:`OpenSlideSlide`
+        (default: ``$PATHXAI_DECODER``, else ``"auto"``).
 
     Returns
     -------
@@ -57,4 +60,4 @@ def open_slide(path: str | Path, mpp: float | None = None) -> BaseSlide:
     path = Path(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ArraySlide.from_image(path, mpp)
-    return OpenSlideSlide(path, mpp=mpp)
+    return OpenSlideSlide(path, mpp=mpp, decoder=decoder)

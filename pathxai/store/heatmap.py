@@ -130,6 +130,7 @@ class HeatmapStore:
         self._h5: h5py.File | None = h5
         self.path = path
         self.writable = writable
+        self._per_tile: dict[str, h5py.Dataset] | None = None
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
@@ -277,6 +278,7 @@ class HeatmapStore:
 
     def close(self) -> None:
         """Close the file."""
+        self._per_tile = None
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None
@@ -450,12 +452,17 @@ class HeatmapStore:
         if start < 0 or start + b > self.n_tiles:
             raise ValueError(f"batch {start}..{start + b} outside the store's {self.n_tiles} tiles")
         h5 = self.h5
-        h5["probabilities"][start : start + b] = np.asarray(probabilities, np.float32)
-        h5["tile_relevance"][start : start + b] = np.asarray(tile_relevance, np.float32)
+        if self._per_tile is None:  # looking datasets up by name costs more than writing a batch
+            self._per_tile = {
+                name: h5[name] for name in ("probabilities", "tile_relevance", "failed", "done")
+            }
+        ds = self._per_tile
+        ds["probabilities"][start : start + b] = np.asarray(probabilities, np.float32)
+        ds["tile_relevance"][start : start + b] = np.asarray(tile_relevance, np.float32)
         if failed is not None:
-            h5["failed"][start : start + b] = np.asarray(failed, bool)
+            ds["failed"][start : start + b] = np.asarray(failed, bool)
         h5.flush()
-        h5["done"][start : start + b] = True
+        ds["done"][start : start + b] = True
         h5.flush()
 
     def finalize(

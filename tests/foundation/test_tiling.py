@@ -8,7 +8,7 @@ import pytest
 from pathxai.slide import ArraySlide, open_slide
 from pathxai.slide.testing import write_synthetic_slide
 from pathxai.store import read_coords, write_coords
-from pathxai.tiling import SlideSource, iter_tiles, tile_slide
+from pathxai.tiling import SlideSource, iter_tiles, reuse_freed_memory, tile_slide
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,13 @@ def test_real_slides_tile(cmu_slide: Path, tcga_slide: Path, bracs_slide: Path) 
         assert len(grid) > 0, path
         batch = next(iter_tiles(SlideSource(str(path), mpp), grid, batch_size=4, workers=0))
         assert batch.pixels.mean() < 235, "tissue tiles are not white"
+
+
+def test_workers_keep_freed_memory_on_glibc() -> None:
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt tuning applies to glibc only")
+    assert reuse_freed_memory() is True  # glibc accepted both settings
+    with pytest.raises(ValueError, match="C int"):
+        reuse_freed_memory(mmap_threshold=1 << 40)

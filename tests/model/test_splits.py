@@ -35,6 +35,12 @@ def test_grouped_folds_never_leak_patients_and_cover_everything(c) -> None:
     assert grouped_folds(labels, groups, k, seed)[0][1].tolist() == folds[0][1].tolist()  # seeded
 
 
+def test_tiny_cohort_where_no_class_fills_every_fold() -> None:
+    # found by hypothesis: 3 + 1 items in 4 folds cannot be stratified; grouping must still work
+    folds = grouped_folds([0, 0, 0, 1], ["p0", "p1", "p2", "p3"], 4, seed=0)
+    assert sorted(te.tolist() for _, te in folds) == [[0], [1], [2], [3]]
+
+
 def test_fold_of_matches_grouped_folds() -> None:
     labels = [0, 1] * 10
     groups = [f"p{i // 2}" for i in range(20)]

@@ -218,14 +218,24 @@ def _corrupt_one_tile(tmp_path: Path) -> tuple[Path, tuple[int, int]]:
     return path, (4 * 128, 3 * 128)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_corrupt_tile_reported_and_stream_continues(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(
+    ("workers", "decoder", "error"),
+    [
+        (0, "auto", "cannot decode TIFF tile"),
+        (2, "auto", "cannot decode TIFF tile"),
+        (0, "openslide", "cannot read region"),
+    ],
+)
+def test_corrupt_tile_reported_and_stream_continues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, decoder: str, error: str
+) -> None:
+    monkeypatch.setenv("PATHXAI_DECODER", decoder)  # worker processes inherit it
     path, (l0_x, l0_y) = _corrupt_one_tile(tmp_path)
     with open_slide(path) as slide:
         grid, _ = tile_slide(slide, 0.5, 128, min_tissue=0.0)
-        with pytest.raises(SlideError, match="cannot read region"):
+        with pytest.raises(SlideError, match=error):
             slide.read_l0_region(l0_x, l0_y, 128, 128, 128, 128)
-        # the handle was reopened: the next read works
+        # the next read works (OpenSlide's handle is reopened after an error; tifffile keeps no state)
         assert slide.read_l0_region(0, 0, 128, 128, 128, 128).shape == (128, 128, 3)
     seen, failed = 0, []
     for batch in iter_tiles(str(path), grid, batch_size=8, workers=workers):
