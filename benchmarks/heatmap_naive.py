@@ -4,11 +4,12 @@ Usage::
 
     python benchmarks/heatmap_naive.py --tiles 3000 --limit 300 --threads 2
 
-What a first script would do: open the slide with the same facade, loop over the same tissue tiles one at a
-time, read each with ``read_region`` at the model's mpp, run zennit's stock ``EpsilonPlusFlat`` composite
-with its ``SequentialMergeBatchNorm`` canonizer through ``zennit.attribution.Gradient`` (registered once,
-as a careful user would), move the relevance to numpy and paste it into an in-memory canvas. Times the first
-``--limit`` tiles (after one warm-up tile) and reports tiles/s, to compare with ``heatmap_throughput.py``.
+What a first script would do: open the slide with the same facade (OpenSlide decoding), loop over the same
+tissue tiles one at a time, read each with ``read_region`` at the model's mpp, run zennit's stock
+``EpsilonPlusFlat`` composite with its ``SequentialMergeBatchNorm`` canonizer through
+``zennit.attribution.Gradient`` (registered once, as a careful user would), move the relevance to numpy and
+paste it into an in-memory canvas. Times the first ``--limit`` tiles (after one warm-up tile) and reports
+tiles/s, to compare with ``heatmap_throughput.py``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> None:
     path = slide_for_tiles(args.tiles, size, mpp)
     print(f"# naive per-tile baseline ({machine_state()} at start), torch threads {args.threads}")
     composite = EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])
-    with open_slide(path) as slide, Gradient(model, composite) as attributor:
+    with open_slide(path, decoder="openslide") as slide, Gradient(model, composite) as attributor:
         grid, _ = tile_slide(slide, mpp, size, None, 0.25, None)
         w, h = slide.dimensions
         scale = mpp / slide.mpp
