@@ -39,15 +39,17 @@ def grouped_folds(
     n_groups = len(set(g.tolist()))
     if not 2 <= n_folds <= n_groups:
         raise ValueError(f"n_folds must be between 2 and the number of patients ({n_groups}), got {n_folds}")
+    classes, counts = np.unique(y, return_counts=True)
+    if not bool((counts >= n_folds).any()):  # some test folds would hold a single item, or none
+        per_class = ", ".join(f"{c}: {n}" for c, n in zip(classes.tolist(), counts.tolist(), strict=True))
+        raise ValueError(
+            f"no class has {n_folds} items to spread over {n_folds} folds (items per class {per_class})"
+        )
     cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    # scikit-learn refuses to stratify when every class has fewer items than folds (e.g. 3 benign
-    # and 1 malignant image in 4 folds): then the folds are grouped only
-    _, counts = np.unique(y, return_counts=True)
-    strata = y if bool((counts >= n_folds).any()) else np.zeros(len(y), dtype=int)
     out = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        pairs = list(cv.split(np.zeros(len(y)), strata, g))
+        pairs = list(cv.split(np.zeros(len(y)), y, g))
     for train, test in pairs:
         train, test = np.sort(train), np.sort(test)
         assert_disjoint(g[train], g[test])
