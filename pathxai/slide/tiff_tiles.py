@@ -3,8 +3,9 @@
 OpenSlide still opens every slide (format detection, levels, properties, associated images);
 this module only takes over the pixel reads of pyramid levels that are ordinary tiled TIFF pages.
 The reason is speed: on this project's reference CPU, OpenSlide paints even a cached tile at
-about 18 ns per output pixel, while libjpeg-turbo (through imagecodecs) decodes a JPEG tile at
-about 4 ns per pixel and a decoded tile is then only sliced (``benchmarks/heatmap.md``).
+12-18 ns per output pixel, while libjpeg-turbo (through imagecodecs) decodes a JPEG tile at
+3-4 ns per pixel and a decoded tile is then only sliced (``benchmarks/read_paths.py``,
+``benchmarks/heatmap.md``).
 
 The decoded pixels are the ones OpenSlide returns: both use libjpeg-turbo (and OpenJPEG for
 Aperio's RGB JPEG 2000), and ``tests/foundation/test_tiff_tiles.py`` compares them byte for
