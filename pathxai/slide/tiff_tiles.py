@@ -61,8 +61,8 @@ class TiffTileReader:
 
     Parameters
     ----------
-    path
-        The TIFF file.
+    tif
+        The open ``tifffile.TiffFile`` (the reader closes it).
     pages
         For each OpenSlide level, the index of its TIFF page, or ``None`` to leave that level to
         OpenSlide.
@@ -71,15 +71,11 @@ class TiffTileReader:
         first); allocated once, its pages filled as tiles arrive.
     """
 
-    def __init__(
-        self, path: str | Path, pages: Sequence[int | None], cache_bytes: int = DEFAULT_CACHE_BYTES
-    ) -> None:
-        import tifffile
-
-        self.path = Path(path)
-        self._tif = tifffile.TiffFile(self.path)
+    def __init__(self, tif: Any, pages: Sequence[int | None], cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.path = Path(tif.filehandle.path)
+        self._tif = tif
         self._fd = os.open(self.path, os.O_RDONLY)
-        self._pages: list[Any] = [None if i is None else self._tif.pages[i] for i in pages]
+        self._pages: list[Any] = [None if i is None else tif.pages[i] for i in pages]
         self._budget = int(cache_bytes)
         # Decoded tiles live in slots of one preallocated array per tile shape, not in arrays of
         # their own: long-lived cache entries scattered through the heap kept it from shrinking and
@@ -107,29 +103,29 @@ class TiffTileReader:
         import tifffile
 
         try:
-            with tifffile.TiffFile(path) as tif:
-                pages: list[Any] = list(tif.pages)
-                found: list[int | None] = []
-                nxt = 0
-                for w, h in level_dimensions:
-                    match = next(
-                        (
-                            i
-                            for i in range(nxt, len(pages))
-                            if pages[i].is_tiled and pages[i].shape[:2] == (h, w)
-                        ),
-                        None,
-                    )
-                    if match is not None and _plain_page(pages[match]):
-                        found.append(match)
-                        nxt = match + 1
-                    else:
-                        found.append(None)
-        except (tifffile.TiffFileError, OSError, ValueError, KeyError):
+            tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, OSError, ValueError):
             return None  # OpenSlide read it; let OpenSlide keep reading it
-        if all(i is None for i in found):
-            return None
-        return cls(path, found, cache_bytes)
+        try:
+            pages: list[Any] = list(tif.pages)
+            found: list[int | None] = []
+            nxt = 0
+            for w, h in level_dimensions:
+                match = next(
+                    (i for i in range(nxt, len(pages)) if pages[i].is_tiled and pages[i].shape[:2] == (h, w)),
+                    None,
+                )
+                if match is not None and _plain_page(pages[match]):
+                    found.append(match)
+                    nxt = match + 1
+                else:
+                    found.append(None)
+            if any(i is not None for i in found):
+                return cls(tif, found, cache_bytes)
+        except (tifffile.TiffFileError, OSError, ValueError, KeyError):
+            pass
+        tif.close()
+        return None
 
     @property
     def cached_bytes(self) -> int:
