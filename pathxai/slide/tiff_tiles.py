@@ -148,17 +148,19 @@ class TiffTileReader:
             raise ValueError(f"level {level} is not a plain tiled page of {self.path}")
         height, width = page.shape[:2]
         th, tw = page.tilelength, page.tilewidth
-        out = np.full((h, w, 3), 255, dtype=np.uint8)
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+        inside = (x0, y0, x1, y1) == (x, y, x + w, y + h)
+        out = np.empty((h, w, 3), dtype=np.uint8) if inside else np.full((h, w, 3), 255, dtype=np.uint8)
         across = -(-width // tw)
         with self._lock:  # a cached tile's slot may be reused as soon as the lock is released
             for ty in range(y0 // th, (y1 - 1) // th + 1 if y1 > y0 else 0):
                 for tx in range(x0 // tw, (x1 - 1) // tw + 1 if x1 > x0 else 0):
                     tile = self._tile(level, page, ty * across + tx)
-                    if tile is None:
-                        continue
                     sx0, sy0 = max(x0, tx * tw), max(y0, ty * th)
                     sx1, sy1 = min(x1, (tx + 1) * tw), min(y1, (ty + 1) * th)
+                    if tile is None:
+                        out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = 255
+                        continue
                     out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
                         sy0 - ty * th : sy1 - ty * th, sx0 - tx * tw : sx1 - tx * tw
                     ]

@@ -449,14 +449,15 @@ class HeatmapStore:
         b = len(probabilities)
         if len(tile_relevance) != b:
             raise ValueError(f"{b} probability rows but {len(tile_relevance)} relevance maps")
-        if start < 0 or start + b > self.n_tiles:
-            raise ValueError(f"batch {start}..{start + b} outside the store's {self.n_tiles} tiles")
         h5 = self.h5
         if self._per_tile is None:  # looking datasets up by name costs more than writing a batch
             self._per_tile = {
                 name: h5[name] for name in ("probabilities", "tile_relevance", "failed", "done")
             }
         ds = self._per_tile
+        n = len(ds["done"])
+        if start < 0 or start + b > n:
+            raise ValueError(f"batch {start}..{start + b} outside the store's {n} tiles")
         ds["probabilities"][start : start + b] = np.asarray(probabilities, np.float32)
         ds["tile_relevance"][start : start + b] = np.asarray(tile_relevance, np.float32)
         if failed is not None:

@@ -130,3 +130,18 @@ def test_corrupt_tile_raises_slide_error_naming_file(tmp_path: Path) -> None:
         with pytest.raises(SlideError, match="cannot decode TIFF tile 5 of level 0") as info:
             s.read_l0_region(300, 300, 100, 100, 100, 100)
     assert str(path) in str(info.value)
+
+
+def test_sparse_tile_reads_white_like_openslide(tmp_path: Path) -> None:
+    # a tile with byte count 0 (nothing scanned there) is transparent in OpenSlide, white for us
+    path = write_synthetic_slide(tmp_path / "s.tiff", 1024, 768, mpp=0.5, levels=1)
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags["TileByteCounts"]
+        offset, item = tag.valueoffset, tag.valuebytecount // tag.count
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 5 * item)  # tile 5: row 1, column 1 of 256 px tiles
+        fh.write(b"\x00" * item)
+    with open_slide(path) as direct, open_slide(path, decoder="openslide") as ref:
+        a = direct._read_level(0, 200, 200, 400, 400)
+        assert np.array_equal(a, ref._read_level(0, 200, 200, 400, 400))
+    assert (a[56:312, 56:312] == 255).all() and (a[:56] != 255).any()

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from pathxai.pipeline.explain_pool import ExplainPool, ExplainSpec, iter_explained
@@ -57,3 +58,14 @@ def test_pool_reports_a_dead_worker(tiny_model: Path) -> None:
         while not pool.broken and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pool.broken
+
+
+def test_torch_sum_pool_matches_the_numpy_reference() -> None:
+    from pathxai.pipeline.explain_pool import _sum_pool
+    from pathxai.stitch import pool_tiles
+
+    maps = np.random.default_rng(0).normal(size=(5, 112, 112)).astype(np.float32)
+    for k in (1, 2, 4, 8):
+        np.testing.assert_allclose(_sum_pool(maps, k), pool_tiles(maps, k, "sum"), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="divide"):
+        _sum_pool(maps, 5)

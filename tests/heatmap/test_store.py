@@ -66,6 +66,9 @@ def test_roundtrip_and_resume(tmp_path: Path) -> None:
         assert HeatmapStore.progress(part) == (4, 6)
         with pytest.raises(StoreError, match="not done"):
             _finalize(st, final)
+        with pytest.raises(ValueError, match="outside the store's 6 tiles"):
+            st.write_batch(4, probs[:4], maps[:4])
+        assert HeatmapStore.progress(part) == (4, 6)  # the refused batch wrote nothing
     assert not final.exists()
     with HeatmapStore.resume(part, ATTRS) as st:
         assert st.done.tolist() == [True] * 4 + [False] * 2
