@@ -27,7 +27,16 @@ from pathxai.slide import BaseSlide
 from pathxai.stitch import pool_tiles
 from pathxai.tiling import SlideSource, WorkerPool, cached_slide, in_order, read_tiles
 
-__all__ = ["ExplainPool", "ExplainSpec", "ExplainedBatch", "explain_tiles", "iter_explained", "prepared"]
+__all__ = [
+    "ExplainPool",
+    "ExplainSpec",
+    "ExplainedBatch",
+    "coalesce",
+    "explain_tiles",
+    "iter_explained",
+    "prepared",
+    "stream_order",
+]
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,47 @@ class ExplainPool(WorkerPool):
     def submit(self, source: SlideSource, specs: tuple[TileSpec, ...], start: int) -> Future:
         """Queue one batch; the future gives an :class:`ExplainedBatch`."""
         return self._executor.submit(_worker_explain, self.spec, source, specs, start)
+
+
+def stream_order(starts: Sequence[int], streams: int) -> list[int]:
+    """Cut ``starts`` into ``streams`` contiguous parts and interleave them (a0, b0, a1, b1, ...).
+
+    With as many streams as workers, and workers taking jobs in turn, each worker mostly reads its
+    own part of the slide, so the TIFF tiles it decodes stay in its own cache instead of being
+    decoded again by the next worker (tiles of neighbouring batches share TIFF tiles).
+    """
+    n = len(starts)
+    if streams <= 1 or n < 2 * streams:
+        return list(starts)
+    parts = [list(starts[i * n // streams : (i + 1) * n // streams]) for i in range(streams)]
+    out: list[int] = []
+    for i in range(max(len(part) for part in parts)):
+        out.extend(part[i] for part in parts if i < len(part))
+    return out
+
+
+def coalesce(batches: Sequence[ExplainedBatch]) -> list[ExplainedBatch]:
+    """Merge batches that follow each other in the grid into single batches, in grid order."""
+    merged: list[list[ExplainedBatch]] = []
+    for b in sorted(batches, key=lambda b: b.start):
+        if merged and merged[-1][-1].start + len(merged[-1][-1]) == b.start:
+            merged[-1].append(b)
+        else:
+            merged.append([b])
+    return [
+        run[0]
+        if len(run) == 1
+        else ExplainedBatch(
+            run[0].start,
+            np.concatenate([b.probabilities for b in run]),
+            np.concatenate([b.pooled for b in run]),
+            np.concatenate([b.ok for b in run]),
+            tuple(m for b in run for m in b.failures),
+            sum(b.read_s for b in run),
+            sum(b.explain_s for b in run),
+        )
+        for run in merged
+    ]
 
 
 def iter_explained(

@@ -31,7 +31,15 @@ from pathxai import __version__
 from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, PathXAIError, ResolutionError, SlideError, StoreError
 from pathxai.geometry import Grid
-from pathxai.pipeline.explain_pool import ExplainPool, ExplainSpec, iter_explained, prepared
+from pathxai.pipeline.explain_pool import (
+    ExplainedBatch,
+    ExplainPool,
+    ExplainSpec,
+    coalesce,
+    iter_explained,
+    prepared,
+    stream_order,
+)
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, TissueSettings, open_slide
 from pathxai.stitch import WINDOWS, Stitcher, downsample2, n_levels
@@ -358,6 +366,11 @@ def _output_paths(out_dir: Path, slide_id: str, exports: Sequence[str]) -> dict[
     return paths
 
 
+#: Computed batches are written to the store every this many batches, or at least this often: a run
+#: killed with SIGKILL loses at most that much finished work (and the batches still in flight).
+_WRITE_EVERY, _WRITE_WITHIN_S = 8, 1.0
+
+
 def explain_spec(settings: HeatmapSettings, k: int) -> ExplainSpec:
     """What every computing process needs to know about the model for these settings."""
     return ExplainSpec(settings.model, settings.method, settings.channels_last, k, settings.threads or 1)
@@ -392,20 +405,36 @@ def _compute(
         return failures, timings
     if pool is not None:
         timings["startup_wait_s"] = pool.wait_ready()
-    batches = iter_explained(source, grid, todo, batch_size, explain_spec(settings, k), pool=pool)
-    cpu0 = time.process_time()
-    t_wait = time.perf_counter()
-    for batch in batches:
+    order = stream_order(todo, pool.workers if pool is not None else 1)
+    batches = iter_explained(source, grid, order, batch_size, explain_spec(settings, k), pool=pool)
+    pending: list[ExplainedBatch] = []
+
+    def write_pending() -> None:
+        # results are written in runs of neighbouring batches: fewer, larger HDF5 writes and flushes
         t0 = time.perf_counter()
-        timings["compute_s"] += t0 - t_wait
-        failures.extend(batch.failures)
-        timings["read_cpu_s"] += batch.read_s
-        timings["explain_cpu_s"] += batch.explain_s
-        store.write_batch(batch.start, batch.probabilities, batch.pooled, failed=~batch.ok)
-        t_wait = time.perf_counter()
-        timings["write_s"] += t_wait - t0
-        if progress is not None:
-            progress(len(batch))
+        for run in coalesce(pending):
+            store.write_batch(run.start, run.probabilities, run.pooled, failed=~run.ok)
+        pending.clear()
+        timings["write_s"] += time.perf_counter() - t0
+
+    cpu0 = time.process_time()
+    t_wait = last_write = time.perf_counter()
+    try:
+        for batch in batches:
+            t0 = time.perf_counter()
+            timings["compute_s"] += t0 - t_wait
+            failures.extend(batch.failures)
+            timings["read_cpu_s"] += batch.read_s
+            timings["explain_cpu_s"] += batch.explain_s
+            pending.append(batch)
+            if len(pending) >= _WRITE_EVERY or t0 - last_write >= _WRITE_WITHIN_S:
+                write_pending()
+                last_write = time.perf_counter()
+            if progress is not None:
+                progress(len(batch))
+            t_wait = time.perf_counter()
+    finally:
+        write_pending()  # what was computed is kept, also when a worker or the reader failed
     timings["parent_cpu_s"] = time.process_time() - cpu0  # all of this process's threads
     return failures, timings
 

@@ -69,3 +69,30 @@ def test_torch_sum_pool_matches_the_numpy_reference() -> None:
         np.testing.assert_allclose(_sum_pool(maps, k), pool_tiles(maps, k, "sum"), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="divide"):
         _sum_pool(maps, 5)
+
+
+def test_stream_order_interleaves_contiguous_parts_and_keeps_every_batch() -> None:
+    from pathxai.pipeline.explain_pool import stream_order
+
+    starts = list(range(0, 16 * 11, 16))
+    order = stream_order(starts, 2)
+    assert sorted(order) == starts
+    assert order[:6] == [0, 80, 16, 96, 32, 112]  # halves: 0..64 and 80..160
+    assert stream_order(starts, 1) == starts and stream_order(starts[:3], 2) == starts[:3]
+    three = stream_order(starts, 3)
+    assert sorted(three) == starts and three[:3] == [0, 48, 112]
+
+
+def test_coalesce_merges_neighbouring_batches_only() -> None:
+    from pathxai.pipeline.explain_pool import ExplainedBatch, coalesce
+
+    def batch(start: int, n: int) -> ExplainedBatch:
+        ok = np.ones(n, bool)
+        ok[0] = start != 4  # one failed tile
+        probs = np.full((n, 2), start, np.float32)
+        return ExplainedBatch(start, probs, np.zeros((n, 2, 2), np.float32), ok, () if ok[0] else ("bad",))
+
+    runs = coalesce([batch(8, 4), batch(0, 4), batch(20, 4), batch(4, 4)])
+    assert [(r.start, len(r)) for r in runs] == [(0, 12), (20, 4)]
+    assert runs[0].probabilities[:, 0].tolist() == [0] * 4 + [4] * 4 + [8] * 4
+    assert runs[0].ok.tolist() == [True] * 4 + [False] + [True] * 7 and runs[0].failures == ("bad",)
