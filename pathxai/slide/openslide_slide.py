@@ -146,12 +146,13 @@ class OpenSlideSlide(BaseSlide):
         self._tiles = (
             TiffTileReader.for_levels(self.path, self.vendor, self._dims) if decoder == "auto" else None
         )
+        tiles = self._tiles
+        self._decoded = tuple(i for i in range(len(self._dims)) if tiles is not None and tiles.has_level(i))
 
     @property
     def decoded_levels(self) -> tuple[int, ...]:
         """Levels whose pixels are decoded directly from TIFF tiles rather than painted by OpenSlide."""
-        tiles = self._tiles
-        return tuple(i for i in range(len(self._dims)) if tiles is not None and tiles.has_level(i))
+        return self._decoded
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
@@ -186,12 +187,12 @@ class OpenSlideSlide(BaseSlide):
 
     def _level_position(self, level: int, l0: int) -> float:
         """Directly decoded levels are read from the nearest whole level pixel; OpenSlide interpolates."""
-        if self._tiles is not None and self._tiles.has_level(level):
+        if level in self._decoded:
             return float(round(l0 / self._downsamples[level]))
         return l0 / self._downsamples[level]
 
     def _read_level(self, level: int, l0_x: int, l0_y: int, l_w: int, l_h: int) -> np.ndarray:
-        if self._tiles is not None and self._tiles.has_level(level):
+        if self._tiles is not None and level in self._decoded:
             d = self._downsamples[level]
             return self._tiles.read(level, round(l0_x / d), round(l0_y / d), l_w, l_h)
         try:
@@ -221,3 +222,4 @@ class OpenSlideSlide(BaseSlide):
         if tiles is not None:
             tiles.close()
             self._tiles = None
+            self._decoded = ()
