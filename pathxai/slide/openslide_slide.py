@@ -86,7 +86,11 @@ class OpenSlideSlide(BaseSlide):
     def __init__(self, path: str | Path, mpp: float | None = None, decoder: str | None = None) -> None:
         decoder = decoder or os.environ.get("PATHXAI_DECODER", "auto")
         if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r} (check $PATHXAI_DECODER)")
+            raise SlideError(
+                f"unknown pixel decoder {decoder!r}",
+                path=path,
+                hint=f"pass, or set $PATHXAI_DECODER to, one of: {', '.join(DECODERS)}",
+            )
         self.path = Path(path)
         self.name = str(self.path)
         self.mpp_override = mpp

@@ -270,3 +270,16 @@ def test_subprocess_one_line_and_debug_traceback(tmp_path: Path) -> None:
     assert_clean_failure(run_cli("info", bad), bad, "PNG")
     r = run_cli("info", bad, debug=True)
     assert r.returncode == 2 and "Traceback" in r.stderr and "SlideError" in r.stderr
+
+
+def test_unknown_decoder_in_environment_is_one_line(
+    small_slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATHXAI_DECODER", "fast")
+    assert_clean_failure(
+        run_main("info", small_slide),
+        small_slide,
+        "unknown pixel decoder 'fast'",
+        "PATHXAI_DECODER",
+        code=None,
+    )
