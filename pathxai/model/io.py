@@ -281,14 +281,17 @@ def preprocess(pixels: np.ndarray, card: ModelCard) -> torch.Tensor:
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:
         arr = arr.copy()
+    n, h, w, _ = arr.shape
     mean = torch.tensor(card.mean, dtype=torch.float64)
     std = torch.tensor(card.std, dtype=torch.float64)
-    scale = (1.0 / (255.0 * std)).to(torch.float32).view(1, 3, 1, 1)
-    shift = (-mean / std).to(torch.float32).view(1, 3, 1, 1)
     # (x / 255 - mean) / std as one fused multiply-add (half the time of a cast, a multiply and an add),
-    # in the HWC memory order the pixels already have
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).to(torch.float32)
-    return torch.addcmul(shift, x, scale)
+    # in the HWC memory order the pixels already have. Each image row is one vector of W x 3 values
+    # with the per-channel factors repeated along it: broadcasting (3,) over an innermost axis of 3
+    # runs ~1.5x slower (same values, bit for bit).
+    scale = (1.0 / (255.0 * std)).to(torch.float32).repeat(w)
+    shift = (-mean / std).to(torch.float32).repeat(w)
+    x = torch.from_numpy(arr).view(n * h, w * 3).to(torch.float32)
+    return torch.addcmul(shift, x, scale).view(n, h, w, 3).permute(0, 3, 1, 2)
 
 
 def card_from_file(path: str | Path) -> ModelCard:

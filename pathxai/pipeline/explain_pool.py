@@ -55,6 +55,10 @@ class ExplainSpec:
         Tile pixels per overlay pixel (relevance is sum-pooled by ``k``).
     threads
         Torch threads of each worker process.
+    warmup
+        Tiles of a blank batch each worker explains once when it starts (0: none), so the
+        one-off set-up of the model's kernels for the batch shape happens while the parent
+        detects tissue rather than in the first batches.
     """
 
     model: str
@@ -62,6 +66,7 @@ class ExplainSpec:
     channels_last: bool
     k: int
     threads: int = 1
+    warmup: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,13 @@ def _init_worker(spec: ExplainSpec) -> None:
     import torch
 
     torch.set_num_threads(spec.threads)
-    prepared(spec.model, spec.method, spec.channels_last)
+    _model, card, explainer = prepared(spec.model, spec.method, spec.channels_last)
+    if spec.warmup > 0:
+        blank = np.full((spec.warmup, card.input_size, card.input_size, 3), 255, dtype=np.uint8)
+        from pathxai.model import preprocess
+
+        with torch.inference_mode(False):
+            explainer(preprocess(blank, card), int(card.tumour_index))
 
 
 def _ready() -> None:

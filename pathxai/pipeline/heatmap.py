@@ -373,7 +373,14 @@ _WRITE_EVERY, _WRITE_WITHIN_S = 8, 1.0
 
 def explain_spec(settings: HeatmapSettings, k: int) -> ExplainSpec:
     """What every computing process needs to know about the model for these settings."""
-    return ExplainSpec(settings.model, settings.method, settings.channels_last, k, settings.threads or 1)
+    return ExplainSpec(
+        settings.model,
+        settings.method,
+        settings.channels_last,
+        k,
+        settings.threads or 1,
+        warmup=settings.batch_size,
+    )
 
 
 def _compute(

@@ -210,6 +210,19 @@ def test_preprocess_shapes_and_values() -> None:
         preprocess(np.zeros((9, 9, 4), np.uint8), card)
 
 
+def test_preprocess_matches_the_plain_formula_per_channel() -> None:
+    """Every pixel and channel gets its own channel's normalisation, in channels-last memory order."""
+    card = _card()
+    px = np.random.default_rng(3).integers(0, 256, (3, 6, 11, 3), dtype=np.uint8)
+    x = preprocess(px, card)
+    mean = np.asarray(card.mean, np.float64)
+    std = np.asarray(card.std, np.float64)
+    expected = ((px / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+    assert x.shape == (3, 3, 6, 11)
+    np.testing.assert_allclose(x.numpy(), expected, rtol=0, atol=1e-5)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
