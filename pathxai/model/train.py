@@ -10,10 +10,11 @@ the global step, so a resumed run reproduces an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from pathxai.model.architectures import build_model
 from pathxai.model.datasets import PatchDataset
 from pathxai.model.io import sha256_bytes, state_dict_bytes
 
-__all__ = ["TrainConfig", "TrainResult", "train_model"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "train_step"]
 
 CKPT_MODEL = "ckpt_model.safetensors"
 CKPT_OPTIM = "ckpt_optim.safetensors"
@@ -90,6 +91,50 @@ class TrainResult:
 def _steps_per_epoch(n: int, cfg: TrainConfig) -> int:
     steps = n // cfg.batch_size + (1 if n % cfg.batch_size >= 2 else 0)
     return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+
+
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    items: Sequence[tuple[torch.Tensor, int]],
+    lr: float,
+    diverged: Callable[[float], Exception],
+) -> tuple[float, int]:
+    """One optimiser step on a batch of ``(image, label)`` items at learning rate ``lr``.
+
+    Parameters
+    ----------
+    model, opt, loss_fn
+        The network (in train mode), its optimiser and the loss.
+    items
+        The batch.
+    lr
+        Learning rate set on every parameter group for this step.
+    diverged
+        Makes the error raised, from the loss value, when the loss is not finite (nothing is updated).
+
+    Returns
+    -------
+    tuple[float, int]
+        The batch's mean loss and its number of correct predictions.
+    """
+    x = torch.stack([it[0] for it in items])
+    y = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    if not torch.isfinite(loss):
+        raise diverged(loss.item())
+    loss.backward()
+    opt.step()
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
+def _diverged(epoch: int, loss: float) -> ModelError:
+    return ModelError(f"training diverged (loss {loss}) at epoch {epoch}", hint="lower --lr")
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -248,23 +293,17 @@ def train_model(
             )
             for b in bar:
                 idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
-                items = [dataset[i] for i in idx]
-                x = torch.stack([it[0] for it in items])
-                y = torch.tensor([it[1] for it in items], dtype=torch.long)
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(step, total, config)
-                opt.zero_grad(set_to_none=True)
-                logits = model(x)
-                loss = loss_fn(logits, y)
-                if not torch.isfinite(loss):
-                    raise ModelError(
-                        f"training diverged (loss {loss.item()}) at epoch {epoch + 1}", hint="lower --lr"
-                    )
-                loss.backward()
-                opt.step()
+                loss, right = train_step(
+                    model,
+                    opt,
+                    loss_fn,
+                    [dataset[i] for i in idx],
+                    _lr_at(step, total, config),
+                    functools.partial(_diverged, epoch + 1),
+                )
                 step += 1
-                loss_sum += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
+                loss_sum += loss * len(idx)
+                correct += right
                 seen += len(idx)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
             bar.close()

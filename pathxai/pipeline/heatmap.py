@@ -7,20 +7,20 @@ Per slide, under ``OUT``: ``<id>.h5`` (:class:`~pathxai.store.heatmap.HeatmapSto
 (pyramidal RGB overlay at the overlay mpp, OpenSlide-readable), ``<id>.png`` (overview with colour
 bars), ``<id>.geojson`` (QuPath annotations of high-probability and high-relevance regions, level-0
 coordinates) and ``<id>.json`` (summary). Tiles are read and explained by worker processes, one
-torch thread each (:mod:`pathxai.pipeline.explain_pool`), and written here in grid order.
+torch thread each (:mod:`pathxai.pipeline.explain_pool`), and written here in grid order. Jobs come from
+:mod:`~pathxai.pipeline.heatmap_jobs`, the canvas from :mod:`~pathxai.pipeline.heatmap_canvas`, the
+exports from :mod:`~pathxai.pipeline.heatmap_exports`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import math
 import multiprocessing as mp
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import numpy as np
 
 from pathxai import __version__
 from pathxai.atomic import write_text_atomic
-from pathxai.errors import ManifestError, PathXAIError, ResolutionError, SlideError, StoreError
+from pathxai.errors import PathXAIError, ResolutionError, StoreError
 from pathxai.geometry import Grid
 from pathxai.pipeline.explain_pool import (
     ExplainedBatch,
@@ -40,9 +40,12 @@ from pathxai.pipeline.explain_pool import (
     prepared,
     stream_order,
 )
+from pathxai.pipeline.heatmap_canvas import canvas_bands, canvas_shape
+from pathxai.pipeline.heatmap_exports import write_exports
+from pathxai.pipeline.heatmap_jobs import SlideJob, resolve_jobs
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, TissueSettings, open_slide
-from pathxai.stitch import WINDOWS, Stitcher, downsample2, n_levels
+from pathxai.stitch import WINDOWS, n_levels
 from pathxai.store.heatmap import HeatmapStore, final_path, partial_path
 from pathxai.store.lock import OutputLock
 from pathxai.tiling import SlideSource, tile_slide
@@ -143,15 +146,6 @@ class HeatmapSettings:
         return default_workers() if self.workers is None else self.workers
 
 
-@dataclass(frozen=True)
-class SlideJob:
-    """One slide to process: its path, output id and optional level-0 mpp override."""
-
-    path: str
-    slide_id: str
-    slide_mpp: float | None = None
-
-
 @dataclass
 class SlideResult:
     """Outcome of one slide: ``status`` is ``"done"``, ``"skipped"`` (already complete) or ``"failed"``."""
@@ -222,136 +216,6 @@ def _expected_attrs(
         "channels_last": bool(settings.channels_last),
         "pathxai_version": __version__,
     }
-
-
-def _canvas_shape(grid: Grid, k: int) -> tuple[int, int]:
-    return max(1, math.ceil(grid.m_height / k)), max(1, math.ceil(grid.m_width / k))
-
-
-def _canvas_bands(
-    store: HeatmapStore,
-    k: int,
-    canvas_shape: tuple[int, int],
-    levels: int,
-    window: str,
-    tumour_index: int,
-    vmax_sample: list[np.ndarray],
-    band_pixels: int = 1 << 22,
-) -> Iterator[tuple[str, int, int, np.ndarray]]:
-    """Stitch the store's tiles band by band (memory: one band) and yield every pyramid level's rows."""
-    h, w = canvas_shape
-    m_xy = store.m_coords
-    c_x, c_y = m_xy[:, 0] // k, m_xy[:, 1] // k
-    tile_c = int(store.attrs["size"]) // k
-    ok = ~store.failed
-    probs = store.probabilities[:, tumour_index] if store.n_tiles else np.zeros(0, np.float32)
-    step = 2**levels
-    band = max(step, (max(tile_c, band_pixels // max(w, 1)) // step) * step)
-    n_valid_est = max(1, int(ok.sum()) * tile_c * tile_c)
-    stride_sample = max(1, n_valid_est // 2_000_000)
-    for r0 in range(0, h, band):
-        rows = min(band, h - r0)
-        i0 = int(np.searchsorted(c_y, r0 - tile_c, side="right"))
-        i1 = int(np.searchsorted(c_y, r0 + rows, side="left"))
-        maps = store.tile_relevance(slice(i0, i1)) if i1 > i0 else np.zeros((0, tile_c, tile_c), np.float32)
-        rel_st = Stitcher(w, rows, tile_c, window, row0=r0)
-        prob_st = Stitcher(w, rows, tile_c, window, row0=r0)
-        for j in range(i0, i1):
-            if ok[j]:
-                rel_st.add(int(c_x[j]), int(c_y[j]), maps[j - i0])
-                prob_st.add(int(c_x[j]), int(c_y[j]), float(probs[j]))
-        rel, count = rel_st.result()
-        prob, _ = prob_st.result()
-        finite = rel[np.isfinite(rel)]
-        if finite.size:
-            vmax_sample.append(np.abs(finite[::stride_sample]))
-        yield "relevance", 0, r0, rel
-        yield "probability", 0, r0, prob
-        yield "count", 0, r0, count
-        for level in range(1, levels + 1):
-            rel, prob = downsample2(rel), downsample2(prob)
-            yield "relevance", level, r0 >> level, rel
-            yield "probability", level, r0 >> level, prob
-
-
-def _slide_id(path: Path, used: set[str]) -> str:
-    base = path.stem or "slide"
-    sid, i = base, 2
-    while sid in used:
-        sid, i = f"{base}-{i}", i + 1
-    used.add(sid)
-    return sid
-
-
-def _read_manifest_paths(
-    manifest: Path, data_root: Path | None
-) -> list[tuple[Path, str | None, float | None]]:
-    from pathxai.manifest import ManifestRecord, resolve
-
-    root = data_root if data_root is not None else manifest.parent
-    try:
-        with open(manifest, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
-            if "path" not in cols:
-                raise ManifestError(
-                    f"manifest has no 'path' column (columns: {sorted(cols)})",
-                    path=manifest,
-                    hint="a heatmap manifest needs a 'path' column, relative to --data-root",
-                )
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(f"cannot read manifest ({exc})", path=manifest) from exc
-    out: list[tuple[Path, str | None, float | None]] = []
-    for line, row in enumerate(rows, start=2):
-        raw = (row.get(cols["path"]) or "").strip()
-        if not raw:
-            raise ManifestError(f"line {line}: empty path", path=manifest)
-        rec = ManifestRecord(line, raw, raw, None, None, None, None, None, None, None, None, None)
-        try:
-            full = resolve(rec, root)
-        except ManifestError as exc:
-            raise ManifestError(str(exc), path=manifest, hint=exc.hint) from exc
-        sid = next(
-            (row[cols[c]].strip() for c in ("slide_id", "id") if c in cols and row[cols[c]].strip()), None
-        )
-        mpp_raw = next(
-            (row[cols[c]].strip() for c in ("slide_mpp", "mpp") if c in cols and row[cols[c]].strip()), ""
-        )
-        try:
-            mpp = float(mpp_raw) if mpp_raw else None
-        except ValueError:
-            raise ManifestError(f"line {line}: mpp {mpp_raw!r} is not a number", path=manifest) from None
-        out.append((full, sid, mpp))
-    return out
-
-
-def resolve_jobs(
-    inputs: Sequence[str | Path], data_root: str | Path | None = None, slide_mpp: float | None = None
-) -> list[SlideJob]:
-    """Expand slide paths and manifests (``.csv`` with a ``path`` column) into jobs with unique ids.
-
-    Manifest paths are resolved inside ``data_root`` (default: the manifest's folder) and may not
-    escape it; optional ``slide_id``/``id`` and ``slide_mpp``/``mpp`` columns are honoured.
-    ``slide_mpp`` applies to slides without their own.
-    """
-    used: set[str] = set()
-    jobs: list[SlideJob] = []
-    root = Path(data_root) if data_root is not None else None
-    for item in inputs:
-        p = Path(item)
-        if p.suffix.lower() == ".csv":
-            if not p.is_file():
-                raise ManifestError("manifest not found", path=p)
-            for full, sid, mpp in _read_manifest_paths(p, root):
-                name = sid if sid and sid not in used else _slide_id(full, used)
-                used.add(name)
-                jobs.append(SlideJob(str(full), name, mpp if mpp is not None else slide_mpp))
-        else:
-            if root is not None and not p.is_absolute() and not p.exists():
-                p = root / p
-            jobs.append(SlideJob(str(p), _slide_id(p, used), slide_mpp))
-    return jobs
 
 
 def _remove_outputs(out_dir: Path, slide_id: str) -> None:
@@ -488,106 +352,12 @@ def _open_or_create(
     return store, False
 
 
-def _read_or_white(slide: BaseSlide, x: int, y: int, w: int, h: int, out_w: int, out_h: int) -> np.ndarray:
-    """Background pixels for an export; an unreadable region (corrupt tile) is left white."""
-    try:
-        return slide.read_l0_region(x, y, w, h, out_w, out_h)
-    except SlideError:
-        return np.full((out_h, out_w, 3), 255, dtype=np.uint8)
-
-
-def _write_exports(
+def _exports(
     store_path: Path, slide: BaseSlide, paths: dict[str, Path], settings: HeatmapSettings
 ) -> dict[str, float]:
-    """Write the requested exports from a complete store; return per-export seconds."""
-    from pathxai.export import mask_features, write_geojson, write_png, write_pyramid_tiff
-    from pathxai.render.heatmap import blend, overview_image, relevance_rgba
-
-    timings: dict[str, float] = {}
-    with HeatmapStore.open(store_path) as store:
-        attrs = store.attrs
-        vmax = float(attrs["relevance_vmax"])
-        levels = store.levels
-        # the finest level with at most ~4 M pixels, for the overview and the polygons (bounded cost)
-        small = next((lv for lv in range(levels + 1) if math.prod(store.level_shape(lv)) <= 1 << 22), levels)
-        f0 = store.l0_per_pixel(0)
-        if "tif" in settings.exports:
-            t0 = time.perf_counter()
-            shapes = [store.level_shape(lv) for lv in range(levels + 1)]
-
-            def tile_fn(level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-                rel = store.region(level, x, y, w, h, "relevance")
-                if not np.isfinite(rel).any():  # no tile here: glass, skip reading the slide
-                    return np.full((h, w, 3), 255, dtype=np.uint8)
-                f = f0 * 2**level
-                l0x, l0y = round(x * f), round(y * f)
-                l0w = max(1, min(round((x + w) * f), slide.dimensions[0]) - l0x)
-                l0h = max(1, min(round((y + h) * f), slide.dimensions[1]) - l0y)
-                base = np.full((h, w, 3), 255, dtype=np.uint8)
-                if l0x < slide.dimensions[0] and l0y < slide.dimensions[1]:
-                    bw = min(w, max(1, round(l0w / f)))
-                    bh = min(h, max(1, round(l0h / f)))
-                    base[:bh, :bw] = _read_or_white(slide, l0x, l0y, l0w, l0h, bw, bh)
-                return blend(base, relevance_rgba(rel, vmax), 0.85)
-
-            write_pyramid_tiff(
-                paths["tif"],
-                shapes,
-                tile_fn,
-                mpp=float(attrs["overlay_mpp"]),
-                description=f"pathxai {attrs['method']} relevance overlay of {attrs['slide_id']}",
-            )
-            timings["tif_s"] = time.perf_counter() - t0
-        if "png" in settings.exports or "geojson" in settings.exports:
-            rel_small, prob_small = store.relevance(small), store.probability(small)
-        if "png" in settings.exports:
-            t0 = time.perf_counter()
-            sh, sw = rel_small.shape
-            scale = max(1, math.ceil(1024 / max(sh, sw)))
-            f = store.l0_per_pixel(small) / scale
-            th, tw = sh * scale, sw * scale
-            l0w = min(round(tw * f), slide.dimensions[0])
-            l0h = min(round(th * f), slide.dimensions[1])
-            thumb = np.full((th, tw, 3), 255, dtype=np.uint8)
-            bw, bh = max(1, round(l0w / f)), max(1, round(l0h / f))
-            thumb[: min(bh, th), : min(bw, tw)] = _read_or_white(slide, 0, 0, l0w, l0h, bw, bh)[:th, :tw]
-            title = (
-                f"{attrs['slide_id']}  {attrs['method']}  tiles {store.n_tiles} @ {attrs['mpp']:.3g} um/px"
-                f"  overlay {attrs['overlay_mpp']:.3g} um/px"
-            )
-            write_png(
-                paths["png"], overview_image(thumb, prob_small, rel_small, vmax, settings.opacity, title)
-            )
-            timings["png_s"] = time.perf_counter() - t0
-        if "geojson" in settings.exports:
-            t0 = time.perf_counter()
-            from scipy import ndimage
-
-            fl = store.l0_per_pixel(small)
-            prob_mask = np.nan_to_num(prob_small, nan=0.0) >= settings.probability_threshold
-            rel_pos = np.nan_to_num(rel_small, nan=0.0)
-            smooth = ndimage.gaussian_filter(rel_pos, sigma=1.0)
-            pos = smooth[smooth > 0]
-            thr = 0.5 * float(np.percentile(pos, 99.5)) if pos.size else np.inf
-            rel_mask = smooth >= thr
-            common = {"slide_id": attrs["slide_id"], "method": attrs["method"]}
-            feats = mask_features(
-                prob_mask, fl, "Tumor", (200, 0, 0), values=prob_small, properties=common
-            ) + mask_features(
-                rel_mask, fl, "High relevance", (255, 128, 0), values=rel_small, properties=common
-            )
-            write_geojson(
-                paths["geojson"],
-                feats,
-                properties={
-                    "slide": attrs["slide"],
-                    "coordinates": "level-0 pixels",
-                    "probability_threshold": settings.probability_threshold,
-                    "relevance_threshold": thr if np.isfinite(thr) else None,
-                },
-            )
-            timings["geojson_s"] = time.perf_counter() - t0
-    return timings
+    return write_exports(
+        store_path, slide, paths, settings.exports, settings.opacity, settings.probability_threshold
+    )
 
 
 def _summary(store_path: Path, extra: dict[str, Any]) -> dict[str, Any]:
@@ -712,7 +482,7 @@ def heatmap_slide(
                 partial_path(out, job.slide_id).unlink(missing_ok=True)
                 missing = [e for e in settings.exports if not paths[e].exists()]
                 if missing:
-                    timings.update(_write_exports(paths["h5"], slide, paths, settings))
+                    timings.update(_exports(paths["h5"], slide, paths, settings))
                 if missing or not paths["json"].exists():
                     summary = _summary(
                         paths["h5"], {"timings": timings, "note": "exports completed on resume"}
@@ -745,12 +515,10 @@ def heatmap_slide(
             failures = [f"tissue thumbnail: {m}" for m in slide.unreadable_regions] + failures
             # Failures of batches finished by an earlier (killed) run are reported from the store.
             t0 = time.perf_counter()
-            canvas_shape = _canvas_shape(grid, k)
-            levels = n_levels(canvas_shape, 256)
+            shape = canvas_shape(grid, k)
+            levels = n_levels(shape, 256)
             samples: list[np.ndarray] = []
-            bands = _canvas_bands(
-                store, k, canvas_shape, levels, settings.window, int(card.tumour_index), samples
-            )
+            bands = canvas_bands(store, k, shape, levels, settings.window, int(card.tumour_index), samples)
 
             def final_attrs() -> dict[str, Any]:
                 from pathxai.render.heatmap import robust_vmax
@@ -758,12 +526,12 @@ def heatmap_slide(
                 vals = np.concatenate(samples) if samples else np.zeros(0, np.float32)
                 return {"relevance_vmax": robust_vmax(vals), "tissue_fraction": mask.fraction}
 
-            store.finalize(paths["h5"], canvas_shape, levels, bands, final_attrs, tile_chunk=batch_size)
+            store.finalize(paths["h5"], shape, levels, bands, final_attrs, tile_chunk=batch_size)
             timings["finalize_s"] = time.perf_counter() - t0
         finally:
             store.close()
         t0 = time.perf_counter()
-        timings.update(_write_exports(paths["h5"], slide, paths, settings))
+        timings.update(_exports(paths["h5"], slide, paths, settings))
         timings["exports_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     with HeatmapStore.open(paths["h5"]) as st:

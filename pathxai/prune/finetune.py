@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from pathxai.errors import PruneError
+from pathxai.model.train import train_step
 
 __all__ = ["finetune"]
 
@@ -98,23 +99,17 @@ def finetune(
             loss_sum, correct, seen = 0.0, 0, 0
             for b in range(steps_per_epoch):
                 idx: Sequence[int] = perm[b * batch_size : (b + 1) * batch_size]
-                items = [dataset[i] for i in idx]
-                x = torch.stack([it[0] for it in items])
-                y = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-                opt.zero_grad(set_to_none=True)
-                logits = model(x)
-                loss = loss_fn(logits, y)
-                if not torch.isfinite(loss):
-                    raise PruneError(
-                        f"fine-tuning diverged (loss {loss.item()})", hint="lower the learning rate"
-                    )
-                loss.backward()
-                opt.step()
+                loss, right = train_step(
+                    model,
+                    opt,
+                    loss_fn,
+                    [dataset[i] for i in idx],
+                    lr * 0.5 * (1.0 + math.cos(math.pi * step / total)),
+                    lambda v: PruneError(f"fine-tuning diverged (loss {v})", hint="lower the learning rate"),
+                )
                 step += 1
-                loss_sum += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
+                loss_sum += loss * len(idx)
+                correct += right
                 seen += len(idx)
                 bar.update(1)
             history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})

@@ -9,7 +9,7 @@ import torch
 from pathxai.errors import ModelError
 from pathxai.manifest import read_manifest
 from pathxai.model.datasets import patches_from_manifest
-from pathxai.model.train import CKPT_STATE, TrainConfig, train_model
+from pathxai.model.train import CKPT_STATE, TrainConfig, train_model, train_step
 
 TINY = {"widths": [8, 16, 16, 32, 32]}
 
@@ -105,3 +105,23 @@ def test_bad_arguments() -> None:
     ds = PatchDataset([np.zeros((32, 32, 3), np.uint8)], [0], size=32, stride=32)
     with pytest.raises(ValueError):
         train_model(ds, _cfg(), progress=False)
+
+
+def test_train_step_updates_the_model_and_refuses_a_non_finite_loss() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    items = [(torch.randn(3, 2, 2), i % 2) for i in range(6)]
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, correct = train_step(model, opt, torch.nn.CrossEntropyLoss(), items, 0.5, ModelError)
+    assert np.isfinite(loss) and 0 <= correct <= len(items)
+    assert opt.param_groups[0]["lr"] == 0.5
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+    def nan_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return logits.sum() * float("nan")
+
+    after = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ModelError, match="diverged at nan"):
+        train_step(model, opt, nan_loss, items, 0.5, lambda v: ModelError(f"diverged at {v}"))
+    assert all(torch.equal(a, b) for a, b in zip(after, model.parameters(), strict=True))

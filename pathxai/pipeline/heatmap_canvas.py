@@ -1,0 +1,91 @@
+"""The slide-level canvas of a heatmap store: its tiles stitched band by band, with pyramid levels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from pathxai.geometry import Grid
+from pathxai.stitch import Stitcher, downsample2
+from pathxai.store.heatmap import HeatmapStore
+
+__all__ = ["canvas_bands", "canvas_shape"]
+
+
+def canvas_shape(grid: Grid, k: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the overlay canvas: the grid's extent at ``k`` tile pixels per canvas pixel."""
+    return max(1, math.ceil(grid.m_height / k)), max(1, math.ceil(grid.m_width / k))
+
+
+def canvas_bands(
+    store: HeatmapStore,
+    k: int,
+    canvas_shape: tuple[int, int],
+    levels: int,
+    window: str,
+    tumour_index: int,
+    vmax_sample: list[np.ndarray],
+    band_pixels: int = 1 << 22,
+) -> Iterator[tuple[str, int, int, np.ndarray]]:
+    """Stitch the store's tiles band by band (memory: one band) and yield every pyramid level's rows.
+
+    Parameters
+    ----------
+    store
+        A store whose tiles are all computed.
+    k
+        Tile pixels per canvas pixel.
+    canvas_shape
+        ``(rows, cols)`` of level 0 (:func:`canvas_shape`).
+    levels
+        Number of downsampled pyramid levels after level 0.
+    window
+        Overlap weighting of :class:`~pathxai.stitch.Stitcher`.
+    tumour_index
+        Class whose probability is stitched.
+    vmax_sample
+        Receives a subsample of the absolute relevance of each band, for the colour scale.
+    band_pixels
+        Canvas pixels per band (bounds memory).
+
+    Yields
+    ------
+    tuple[str, int, int, np.ndarray]
+        ``(name, level, first row, rows)`` for ``"relevance"``, ``"probability"`` (every level) and
+        ``"count"`` (level 0).
+    """
+    h, w = canvas_shape
+    m_xy = store.m_coords
+    c_x, c_y = m_xy[:, 0] // k, m_xy[:, 1] // k
+    tile_c = int(store.attrs["size"]) // k
+    ok = ~store.failed
+    probs = store.probabilities[:, tumour_index] if store.n_tiles else np.zeros(0, np.float32)
+    step = 2**levels
+    band = max(step, (max(tile_c, band_pixels // max(w, 1)) // step) * step)
+    n_valid_est = max(1, int(ok.sum()) * tile_c * tile_c)
+    stride_sample = max(1, n_valid_est // 2_000_000)
+    for r0 in range(0, h, band):
+        rows = min(band, h - r0)
+        i0 = int(np.searchsorted(c_y, r0 - tile_c, side="right"))
+        i1 = int(np.searchsorted(c_y, r0 + rows, side="left"))
+        maps = store.tile_relevance(slice(i0, i1)) if i1 > i0 else np.zeros((0, tile_c, tile_c), np.float32)
+        rel_st = Stitcher(w, rows, tile_c, window, row0=r0)
+        prob_st = Stitcher(w, rows, tile_c, window, row0=r0)
+        for j in range(i0, i1):
+            if ok[j]:
+                rel_st.add(int(c_x[j]), int(c_y[j]), maps[j - i0])
+                prob_st.add(int(c_x[j]), int(c_y[j]), float(probs[j]))
+        rel, count = rel_st.result()
+        prob, _ = prob_st.result()
+        finite = rel[np.isfinite(rel)]
+        if finite.size:
+            vmax_sample.append(np.abs(finite[::stride_sample]))
+        yield "relevance", 0, r0, rel
+        yield "probability", 0, r0, prob
+        yield "count", 0, r0, count
+        for level in range(1, levels + 1):
+            rel, prob = downsample2(rel), downsample2(prob)
+            yield "relevance", level, r0 >> level, rel
+            yield "probability", level, r0 >> level, prob
