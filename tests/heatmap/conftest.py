@@ -14,25 +14,9 @@ TINY_WIDTHS = (8, 16, 16, 32, 32)
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A compact CNN with random weights saved like a trained model (64 px tiles at 1 µm/px)."""
-    import torch
+    from pathxai.model.testing import save_tiny_model
 
-    from pathxai.model import ModelCard, build_model, save_model
-
-    torch.manual_seed(0)
-    model = build_model("compact_cnn", widths=TINY_WIDTHS).eval()
-    card = ModelCard(
-        arch="compact_cnn",
-        classes=("non-tumour", "tumour"),
-        tumour_index=1,
-        input_size=64,
-        mpp=1.0,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        arch_kwargs={"widths": list(TINY_WIDTHS)},
-    )
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(model, card, out)
-    return out
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", TINY_WIDTHS, mpp=1.0)
 
 
 @pytest.fixture(scope="session")

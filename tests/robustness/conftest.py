@@ -147,16 +147,9 @@ def leftovers(directory: Path, allowed: set[str] | frozenset[str] = frozenset())
 
 def save_tiny_model(out: Path, widths: tuple[int, ...] = (4, 8, 8, 8, 8)) -> Path:
     """Save a randomly initialised (seed 0) compact CNN with a card: 64 px tiles at 2 µm/px."""
-    import torch
+    from pathxai.model.testing import save_tiny_model as save
 
-    from pathxai.model import ModelCard, build_model, save_model
-
-    torch.manual_seed(0)
-    card = ModelCard(
-        arch="compact_cnn", classes=("non-tumour", "tumour"), tumour_index=1, input_size=64, mpp=2.0,
-        mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), arch_kwargs={"widths": list(widths)},
-    )  # fmt: skip
-    return save_model(build_model("compact_cnn", widths=list(widths)), card, out)
+    return save(out, widths, std=0.2)
 
 
 @pytest.fixture(scope="session")

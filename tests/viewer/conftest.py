@@ -6,27 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from pathxai.model import ModelCard, build_model, save_model
+from pathxai.model.testing import save_tiny_model
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.slide.testing import write_synthetic_slide
-
-
-def make_tiny_model(out: Path) -> Path:
-    torch.manual_seed(0)
-    model = build_model("compact_cnn", num_classes=2, widths=[8, 16, 16])
-    card = ModelCard(
-        arch="compact_cnn",
-        classes=("non-tumour", "tumour"),
-        tumour_index=1,
-        input_size=64,
-        mpp=2.0,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        arch_kwargs={"widths": [8, 16, 16]},
-    )
-    return save_model(model.eval(), card, out)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +21,7 @@ def viewer_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     slide = write_synthetic_slide(
         slides / "synth.tif", 1536, 1024, mpp=0.5, levels=3, blobs=[(700, 500, 520, 360)]
     )
-    model = make_tiny_model(base / "model")
+    model = save_tiny_model(base / "model")
     out = base / "out"
     settings = HeatmapSettings(model=str(model), workers=0, batch_size=16, exports=())
     result = heatmap_slide(slide, out / "heatmaps", settings)
