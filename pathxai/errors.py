@@ -43,6 +43,10 @@ class StoreError(PathXAIError):
     """A heatmap/coordinate store is unreadable, incompatible or from other settings."""
 
 
+class StoreMismatchError(StoreError):
+    """A readable store belongs to another slide or was made with other settings than this run's."""
+
+
 class ManifestError(PathXAIError):
     """A data manifest has a bad schema, missing files, duplicates or checksum mismatches."""
 

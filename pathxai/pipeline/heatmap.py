@@ -29,7 +29,7 @@ import numpy as np
 
 from pathxai import __version__
 from pathxai.atomic import write_text_atomic
-from pathxai.errors import PathXAIError, ResolutionError, StoreError
+from pathxai.errors import PathXAIError, ResolutionError, StoreError, StoreMismatchError
 from pathxai.geometry import Grid
 from pathxai.pipeline.explain_pool import (
     ExplainedBatch,
@@ -45,6 +45,7 @@ from pathxai.pipeline.heatmap_exports import write_exports
 from pathxai.pipeline.heatmap_jobs import SlideJob, resolve_jobs
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, TissueSettings, open_slide
+from pathxai.slide.fingerprint import slide_fingerprint
 from pathxai.stitch import WINDOWS, n_levels
 from pathxai.store.heatmap import HeatmapStore, final_path, partial_path
 from pathxai.store.lock import OutputLock
@@ -194,6 +195,7 @@ def _expected_attrs(
     mpp, size, stride, k = grid_params
     return {
         "slide": str(job.path),
+        "slide_fingerprint": slide_fingerprint(job.path),
         "slide_id": job.slide_id,
         "slide_mpp": float(slide.mpp),
         "mpp_source": slide.resolution.source,
@@ -326,9 +328,9 @@ def _open_or_create(
     if ppath.exists() and not overwrite:
         try:
             store = HeatmapStore.resume(ppath, expected)
-        except StoreError as exc:
-            if "other settings" in str(exc):
-                raise
+        except StoreMismatchError:
+            raise  # another slide's or other settings' work in progress: never thrown away
+        except StoreError:
             ppath.unlink(missing_ok=True)  # unreadable leftovers of a killed run: start over
         else:
             if store.n_tiles == len(grid.specs) and np.array_equal(store.coords, grid.coords()):

@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from pathxai.atomic import atomic_path
-from pathxai.errors import StoreError
+from pathxai.errors import StoreError, StoreMismatchError
 
 __all__ = [
     "CANVAS_LAYERS",
@@ -73,6 +73,16 @@ MATCH_KEYS = (
 
 _PER_TILE = ("coords", "m_coords", "t_index", "tissue", "probabilities", "done", "failed", "tile_relevance")
 _GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    """Whether two recorded slide paths name the same file (resolved; missing counts as different)."""
+    if a is None or b is None:
+        return False
+    try:
+        return Path(str(_plain(a))).resolve() == Path(str(b)).resolve()
+    except OSError:
+        return str(_plain(a)) == str(b)
 
 
 def final_path(directory: str | Path, slide_id: str) -> Path:
@@ -307,8 +317,31 @@ class HeatmapStore:
         raw = self.attrs.get("tissue_settings", "")
         return dict(json.loads(raw)) if raw else {}
 
+    def check_same_slide(self, expected: Mapping[str, Any]) -> None:
+        """Raise :class:`StoreMismatchError` when this store holds the result of another slide.
+
+        Stores record the slide's content fingerprint (``slide_fingerprint``): two different slides
+        with the same file name (multi-site cohorts) never share a result, and a byte-identical copy
+        under another path does. Stores written before fingerprints are matched by resolved path.
+        """
+        attrs = self.attrs
+        have, want = attrs.get("slide_fingerprint"), expected.get("slide_fingerprint")
+        if have is not None and want is not None:
+            same = _plain(have) == want
+        else:
+            same = _same_path(attrs.get("slide"), expected.get("slide"))
+        if not same:
+            raise StoreMismatchError(
+                f"holds the heatmap of another slide ({_plain(attrs.get('slide'))!s}), not of "
+                f"{expected.get('slide')!s} (same output name, different content)",
+                path=self.path,
+                hint="use another --out directory, give the slides distinct ids (a manifest "
+                "'slide_id' column), or --overwrite to replace it",
+            )
+
     def check_compatible(self, expected: Mapping[str, Any], keys: Iterable[str] = MATCH_KEYS) -> None:
-        """Raise :class:`StoreError` listing every setting that differs from ``expected``."""
+        """Raise :class:`StoreMismatchError` for another slide's store or every setting that differs."""
+        self.check_same_slide(expected)
         attrs = self.attrs
         diffs = []
         for key in keys:
@@ -319,7 +352,7 @@ class HeatmapStore:
             if have is None or not _same(have, want):
                 diffs.append(f"{key}: store has {have!r}, run wants {_plain(want)!r}")
         if diffs:
-            raise StoreError(
+            raise StoreMismatchError(
                 "store was made with other settings (" + "; ".join(diffs) + ")",
                 path=self.path,
                 hint="use --overwrite to replace it, or another --out directory",
