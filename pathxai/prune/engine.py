@@ -7,6 +7,7 @@ can be saved as a channel plan and rebuilt by the model loader. The classifier o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -102,7 +103,9 @@ def prune_model(
     ValueError
         A ratio outside ``[0, 1)``, ``iterative_steps < 1`` or an unknown layer in ``layer_ratios``.
     PruneError
-        ``layer_ratios`` names the classifier output layer.
+        ``layer_ratios`` names the classifier output layer; a ratio would empty a layer (which
+        Torch-Pruning silently skips) or exceeds ``max_layer_ratio`` with global ranking; nothing
+        was pruned.
     """
     ratio = check_ratio(ratio)
     if iterative_steps < 1:
@@ -117,6 +120,8 @@ def prune_model(
         if name in outputs and float(r) > 0:
             raise PruneError(f"layer {name!r} produces the logits; its output channels cannot be pruned")
         ratio_dict[layers[name]] = check_ratio(r, f"ratio of layer {name!r}")
+    _check_feasible(layers, outputs, ratio, ratio_dict, global_pruning, max_layer_ratio)
+    before = _channels(layers, outputs)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     example = torch.zeros(1, 3, int(input_size), int(input_size), device=device)
     was_training = model.training
@@ -147,6 +152,58 @@ def prune_model(
         if finetune is not None:
             finetune(model, step)
             model.train(was_training)
+    if (ratio > 0 or any(r > 0 for r in ratio_dict.values())) and _channels(layers, outputs) == before:
+        raise PruneError(
+            f"Torch-Pruning removed no channel at ratio {ratio:g}: every layer it would prune would "
+            "lose all its channels or was excluded",
+            hint="choose a smaller --ratio",
+        )
     plan = {k: list(v) for k, v in (base_plan or {}).items()}
     plan.update(tracker.channel_plan(only_changed=True))
     return plan
+
+
+def _width(layer: nn.Module) -> int:
+    return int(getattr(layer, "out_channels", getattr(layer, "out_features", 0)))
+
+
+def _channels(layers: Mapping[str, nn.Module], outputs: Sequence[str]) -> int:
+    """Output channels of the prunable layers, the classifier output excluded."""
+    return sum(_width(m) for n, m in layers.items() if n not in outputs)
+
+
+def _check_feasible(
+    layers: Mapping[str, nn.Module],
+    outputs: Sequence[str],
+    ratio: float,
+    ratio_dict: Mapping[nn.Module, float],
+    global_pruning: bool,
+    max_layer_ratio: float,
+) -> None:
+    """Refuse ratios that Torch-Pruning would silently not apply.
+
+    Torch-Pruning leaves a layer whole when its ratio would remove every channel (``int(C * (1 -
+    ratio)) == 0``), so ``--ratio 0.9999`` used to write an unpruned model. With global ranking no
+    layer loses more than ``max_layer_ratio``, so a larger overall ratio cannot be reached either.
+    """
+    if global_pruning:
+        if ratio > max_layer_ratio:
+            raise PruneError(
+                f"pruning ratio {ratio:g} with global ranking exceeds the per-layer cap "
+                f"{max_layer_ratio:g} (no layer loses more channels)",
+                hint=f"choose a ratio <= {max_layer_ratio:g}",
+            )
+        return
+    for name, layer in layers.items():
+        width = _width(layer)
+        r = ratio_dict.get(layer, ratio)
+        if name in outputs or width < 1 or r <= 0:
+            continue
+        if int(width * (1.0 - r)) < 1:
+            widths = [_width(m) for n, m in layers.items() if n not in outputs and _width(m) > 0]
+            limit = math.floor((1.0 - 1.0 / min(widths)) * 1e4) / 1e4
+            raise PruneError(
+                f"pruning ratio {r:g} would remove every channel of layer {name!r} ({width} channels), "
+                "which Torch-Pruning then leaves unpruned",
+                hint=f"choose a ratio <= {limit:g}, where every layer keeps a channel",
+            )

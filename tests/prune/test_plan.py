@@ -70,6 +70,21 @@ def test_ratio_outside_unit_interval_is_refused(small_net, ratio: float) -> None
         PruningPlan.from_dict(good)
 
 
+@pytest.mark.parametrize("ratio", [0.9999, 0.95])
+def test_ratio_that_would_empty_a_layer_is_refused_not_ignored(small_net, ratio: float) -> None:
+    """Torch-Pruning leaves a layer whole when its ratio would remove every channel: 0.9999 on
+    layers of 8-16 channels used to give an unpruned model reported as pruned (issue 21)."""
+    with pytest.raises(PruneError, match=r"every channel of layer '0' \(8 channels\).*ratio <= 0\.875"):
+        PruningPlan.compute(small_net, "weight", ratio, input_size=32)
+    plan = PruningPlan.compute(small_net, "weight", 0.875, input_size=32)  # the limit it names works
+    assert {len(v) for v in plan.channels.values()} == {1, 2}
+
+
+def test_global_ratio_above_the_layer_cap_is_refused(small_net) -> None:
+    with pytest.raises(PruneError, match=r"per-layer cap 0\.95"):
+        PruningPlan.compute(small_net, "weight", 0.97, input_size=32, global_pruning=True)
+
+
 def test_unknown_layer_and_bad_content_are_refused(small_net) -> None:
     good = PruningPlan.compute(small_net, "weight", 0.25, input_size=32).to_dict()
     with pytest.raises(PruneError, match=r"unknown layer 'features\.99'"):
