@@ -21,7 +21,7 @@ from typing import Any
 
 from pathxai.errors import PathXAIError
 from pathxai.store import HeatmapStore
-from pathxai.viewer.paths import Roots
+from pathxai.viewer.paths import Roots, file_version
 
 VIEW_CONFIG = "pathxai-view.json"
 MAX_DEPTH = 4
@@ -37,6 +37,9 @@ class SlideEntry:
     slide_path: str
     slide_loc: tuple[int, str] | None
     attrs: dict[str, Any]
+    #: Changes when the store file is replaced (:func:`pathxai.viewer.paths.file_version`); overlay
+    #: tile URLs carry it, so neither the server nor a browser cache serves a replaced store's tiles.
+    store_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,12 @@ def scan(roots: Roots) -> Catalog:
         name = path.name
         if name.endswith(".h5") and not name.endswith(".partial.h5"):
             try:
+                version = file_version(path)
                 with HeatmapStore.open(path) as store:
                     attrs = store.attrs
+            except OSError as exc:  # replaced or removed while scanning
+                cat.skipped.append(f"{rel}: {exc}")
+                continue
             except PathXAIError as exc:
                 if "pathxai.coords/" not in str(exc):  # tile coordinate files are expected, not errors
                     cat.skipped.append(f"{rel}: {exc}")
@@ -134,7 +141,7 @@ def scan(roots: Roots) -> Catalog:
                 if loc:
                     break
             sid = str(attrs.get("slide_id") or path.stem)
-            cat.slides.append(SlideEntry(sid, rel, slide, loc, attrs))
+            cat.slides.append(SlideEntry(sid, rel, slide, loc, attrs, version))
         elif name.endswith(".partial.h5"):
             cat.skipped.append(f"{rel}: unfinished run (partial store)")
         elif name == "report.json":

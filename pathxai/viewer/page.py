@@ -178,7 +178,9 @@ def _slide_panel(entry: SlideEntry, cat: Catalog, cfg: ViewerConfig, layer: str,
     clicked = _component(
         tile_base=_browser_tile_url(cfg, server),
         slide={"root": entry.slide_loc[0], "path": entry.slide_loc[1], **geom},
-        overlay=None if layer == "none" else {"store": entry.store_rel, "layer": layer},
+        overlay=None
+        if layer == "none"
+        else {"store": entry.store_rel, "layer": layer, "v": entry.store_version},
         opacity=opacity,
         goto=st.session_state.get("goto"),
         marker=marker,

@@ -9,6 +9,7 @@ Every file the viewer opens on behalf of a browser request is named by a root an
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
@@ -123,6 +124,16 @@ class Roots:
             if real.is_relative_to(root) and real.is_file():
                 return i, real.relative_to(root).as_posix()
         return None
+
+
+def file_version(path: str | Path) -> str:
+    """A short token that changes when a file is replaced or rewritten (inode, mtime, size).
+
+    Stores are replaced by an atomic rename (``heatmap --overwrite``), which gives a new inode: an
+    open handle, a cached render or a browser-cached tile keyed by this token never outlives it.
+    """
+    st = os.stat(path)
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
 def first_existing(paths: Sequence[Path]) -> Path | None:

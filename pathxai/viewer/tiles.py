@@ -21,11 +21,12 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PIL import Image
 
+from pathxai.errors import StoreError
 from pathxai.render.heatmap import probability_rgba, relevance_rgba, robust_vmax
 from pathxai.slide import BaseSlide, open_slide
 from pathxai.slide.deepzoom import DeepZoom, DeepZoomGeometry
 from pathxai.store import HeatmapStore
-from pathxai.viewer.paths import Roots
+from pathxai.viewer.paths import Roots, file_version
 
 TILE_SIZE = 254
 OVERLAP = 1
@@ -39,24 +40,31 @@ class _LRU(Generic[T]):
 
     def __init__(self, size: int, close: Callable[[T], None]) -> None:
         self._items: OrderedDict[Any, T] = OrderedDict()
+        self._versions: dict[Any, str | None] = {}
         self._size = size
         self._close = close
         self.lock = threading.RLock()
 
-    def get(self, key: Any, make: Callable[[], T]) -> T:
+    def get(self, key: Any, make: Callable[[], T], version: str | None = None) -> T:
+        """The item under ``key``, made (and the oldest evicted) when missing or of another version."""
         with self.lock:
-            if key in self._items:
+            if key in self._items and self._versions.get(key) == version:
                 self._items.move_to_end(key)
                 return self._items[key]
+            if key in self._items:  # the file was replaced since it was opened: never serve the old one
+                self._close(self._items.pop(key))
             item = make()
             self._items[key] = item
+            self._versions[key] = version
             while len(self._items) > self._size:
-                _, old = self._items.popitem(last=False)
+                old_key, old = self._items.popitem(last=False)
+                self._versions.pop(old_key, None)
                 self._close(old)
             return item
 
     def clear(self) -> None:
         with self.lock:
+            self._versions.clear()
             while self._items:
                 self._close(self._items.popitem()[1])
 
@@ -138,7 +146,11 @@ class TileService:
             store = HeatmapStore.open(path)
             return store, store_vmax(store)
 
-        return self._stores.get(path, make)
+        try:
+            version = file_version(path)
+        except OSError as exc:
+            raise StoreError("heatmap store is gone (replaced or deleted?)", path=path) from exc
+        return self._stores.get(path, make, version)
 
     def slide_info(self, root: int, rel: str) -> dict[str, int]:
         """Deep-zoom geometry of a slide (for an OpenSeadragon tile source)."""

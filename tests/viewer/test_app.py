@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pathxai.store import HeatmapStore
+from pathxai.viewer.paths import file_version
 
 APP = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 
@@ -30,7 +31,7 @@ def _store(viewer_run: dict[str, Path]) -> dict:
         return {"coords": s.coords, "probs": s.probabilities, "attrs": s.attrs}
 
 
-def test_page_lists_the_slide_and_shows_legend_and_viewer(app: AppTest) -> None:
+def test_page_lists_the_slide_and_shows_legend_and_viewer(app: AppTest, viewer_run: dict[str, Path]) -> None:
     assert app.sidebar.selectbox(key="slide").options == ["synth"]
     assert app.sidebar.radio(key="layer").value == "relevance"
     assert app.sidebar.slider(key="opacity").value == 0.6
@@ -40,7 +41,11 @@ def test_page_lists_the_slide_and_shows_legend_and_viewer(app: AppTest) -> None:
     # the deep-zoom component gets the slide geometry (confined root + relative path) and the overlay
     args = json.loads(app.get("component_instance")[0].proto.json_args)
     assert args["slide"]["path"] == "synth.tif" and args["slide"]["width"] == 1536
-    assert args["overlay"] == {"store": "heatmaps/synth.h5", "layer": "relevance"}
+    assert args["overlay"] == {
+        "store": "heatmaps/synth.h5",
+        "layer": "relevance",
+        "v": file_version(viewer_run["store"]),  # the store's version: a replaced store gets new URLs
+    }
     assert args["tile_base"].startswith("http://127.0.0.1:")
     assert len(args["tile_base"].rsplit("/", 1)[1]) >= 16  # the tile server's access token
     app.sidebar.radio(key="layer").set_value("probability").run()

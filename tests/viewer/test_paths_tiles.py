@@ -192,3 +192,42 @@ def test_tile_server_binds_localhost_and_serves_over_http(viewer_run: dict[str, 
         assert err.value.code == 403
     finally:
         server.close()
+
+
+def test_replaced_store_is_served_fresh_not_from_the_open_one(
+    tmp_path: Path, viewer_run: dict[str, Path]
+) -> None:
+    """``heatmap --overwrite`` while the viewer runs: the tile server reopens the new store and the
+    catalogue gives the overlay URLs a new version, so browsers do not reuse cached tiles (issue 21)."""
+    from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
+
+    out = tmp_path / "out"
+    first = HeatmapSettings(model=str(viewer_run["model"]), workers=0, batch_size=16, exports=())
+    heatmap_slide(viewer_run["slide"], out, first)
+    roots = make_roots(out)
+    svc = TileService(roots)
+    try:
+        v1 = scan(roots).slides[0].store_version
+        top = svc.overlay_geometry("synth.h5").max_level
+        old = svc.overlay_tile_rgba("synth.h5", "relevance", top - 1, 0, 0)
+        second = HeatmapSettings(
+            model=str(viewer_run["model"]),
+            workers=0,
+            batch_size=16,
+            exports=(),
+            method="gradient",
+            overwrite=True,
+        )
+        heatmap_slide(viewer_run["slide"], out, second)
+        entry = scan(roots).slides[0]
+        assert entry.attrs["method"] == "gradient" and entry.store_version != v1
+        served = svc.overlay_tile_rgba("synth.h5", "relevance", top - 1, 0, 0)
+        fresh = TileService(roots)
+        try:
+            expected = fresh.overlay_tile_rgba("synth.h5", "relevance", top - 1, 0, 0)
+        finally:
+            fresh.close()
+        assert not np.array_equal(old, expected)  # the two methods draw different maps
+        np.testing.assert_array_equal(served, expected)
+    finally:
+        svc.close()
