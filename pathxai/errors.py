@@ -13,6 +13,7 @@ class PathXAIError(Exception):
     """Base class of every pathxai domain error."""
 
     def __init__(self, message: str, path: str | Path | None = None, hint: str | None = None) -> None:
+        self.message = message
         self.path = None if path is None else str(path)
         self.hint = hint
         parts = [message]

@@ -21,6 +21,14 @@ __all__ = ["CARD_FILENAME", "WEIGHTS_FILENAME", "ModelCard"]
 CARD_FILENAME = "model_card.json"
 WEIGHTS_FILENAME = "model.safetensors"
 
+#: Tile sides a card may give: a patch classifier sees at least 8 px; the largest tiles of
+#: pathology foundation models are 518 px, and 100,000 px tiles would need ~120 GB per image.
+MIN_INPUT, MAX_INPUT = 8, 4096
+
+#: Smallest normalisation std: inputs are RGB / 255, so a smaller std amplifies one 8-bit step
+#: (1/255) beyond 4 units, which no trained network expects.
+MIN_STD = 1e-3
+
 _REQUIRED = ("arch", "classes", "tumour_index", "input_size", "mpp", "mean", "std")
 
 
@@ -170,22 +178,30 @@ def _check(card: ModelCard) -> list[str]:
         or not all(isinstance(c, str) for c in card.classes)
     ):
         p.append("'classes' must list at least two class names")
+    elif len(set(card.classes)) != len(card.classes) or not all(c.strip() for c in card.classes):
+        p.append(f"'classes' must be distinct, non-empty names, got {list(card.classes)!r}")
     elif (
         not isinstance(card.tumour_index, int)
         or isinstance(card.tumour_index, bool)
         or not (0 <= card.tumour_index < len(card.classes))
     ):
         p.append(f"'tumour_index' must index 'classes', got {card.tumour_index!r}")
-    if not isinstance(card.input_size, int) or isinstance(card.input_size, bool) or card.input_size < 8:
-        p.append(f"'input_size' must be an integer >= 8, got {card.input_size!r}")
+    if (
+        not isinstance(card.input_size, int)
+        or isinstance(card.input_size, bool)
+        or not MIN_INPUT <= card.input_size <= MAX_INPUT
+    ):
+        p.append(f"'input_size' must be an integer in [{MIN_INPUT}, {MAX_INPUT}] px, got {card.input_size!r}")
     if not _is_number(card.mpp) or float(card.mpp) <= 0 or float(card.mpp) > 100:
         p.append(f"'mpp' must be a positive number of microns per pixel, got {card.mpp!r}")
     for key in ("mean", "std"):
         val = getattr(card, key)
         if not isinstance(val, tuple) or len(val) != 3 or not all(_is_number(v) for v in val):
             p.append(f"'{key}' must be three finite numbers, got {val!r}")
-        elif key == "std" and any(float(v) <= 0 for v in val):
-            p.append(f"'std' must be positive, got {val!r}")
+        elif key == "std" and not all(MIN_STD <= float(v) <= 10 for v in val):
+            p.append(f"'std' must lie in [{MIN_STD:g}, 10] (inputs are RGB / 255), got {val!r}")
+        elif key == "mean" and not all(-1 <= float(v) <= 2 for v in val):
+            p.append(f"'mean' must lie in [-1, 2] (inputs are RGB / 255, not 0-255), got {val!r}")
     if not isinstance(card.weights_sha256, str) or (
         card.weights_sha256
         and (len(card.weights_sha256) != 64 or any(c not in "0123456789abcdef" for c in card.weights_sha256))

@@ -130,7 +130,7 @@ def _read_card(card_path: Path) -> ModelCard:
     try:
         return ModelCard.from_json(text)
     except ModelError as exc:
-        raise ModelError(str(exc), path=card_path, hint=exc.hint) from exc
+        raise ModelError(exc.message, path=card_path, hint=exc.hint) from exc
 
 
 def _read_weights(weights_path: Path, card: ModelCard) -> dict[str, torch.Tensor]:
@@ -241,8 +241,34 @@ def load_model_with_card(path_or_name: str | Path) -> tuple[nn.Module, ModelCard
     _check_state(model, state, weights_path, card.arch)
     model.load_state_dict(state, strict=True)
     model.eval()
+    _check_runs(model, card, card_path)
     model.pathxai_card = card  # type: ignore[assignment]
     return model, card
+
+
+def _check_runs(model: nn.Module, card: ModelCard, card_path: Path) -> None:
+    """Run one forward pass on a blank tile of the card's size.
+
+    A card the network cannot run on (a hand-edited ``input_size`` smaller than its downsampling)
+    fails here in one line, not later as a torch error inside ``evaluate`` or ``prune``.
+    """
+    size = card.input_size
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, size, size))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"the network cannot run on the card's {size} x {size} px input ({first})",
+            path=card_path,
+            hint="fix 'input_size' in the card (the size the model was trained on)",
+        ) from exc
+    if out.ndim != 2 or out.shape[1] != card.num_classes:
+        raise ModelError(
+            f"the network gives outputs of shape {tuple(out.shape)} for {card.num_classes} classes",
+            path=card_path,
+            hint="the card's 'classes' must match the model's outputs",
+        )
 
 
 def load_model(path_or_name: str | Path) -> nn.Module:

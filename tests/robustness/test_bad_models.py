@@ -194,6 +194,46 @@ def test_card_with_absurd_values(good_model: Path, cohort: tuple[Path, Path], tm
     assert "mpp" in line and "std" in line and "tumour_index" in line
 
 
+@pytest.mark.parametrize(
+    ("over", "mention"),
+    [
+        ({"input_size": 100000}, "'input_size' must be an integer in [8, 4096]"),
+        ({"std": [1e-30, 0.2, 0.2]}, "'std' must lie in"),
+        ({"mean": [123.7, 116.3, 103.5]}, "'mean' must lie in"),
+        ({"classes": ["tumour", "tumour"], "tumour_index": 1}, "'classes' must be distinct"),
+    ],
+)
+def test_hand_edited_card_with_accepted_looking_but_absurd_values(
+    good_model: Path, cohort: tuple[Path, Path], tmp_path: Path, over: dict, mention: str
+) -> None:
+    """Issue 21: such cards crashed evaluate/prune with torch errors or ran with absurd inputs."""
+    card = json.loads((good_model / CARD_FILENAME).read_text())
+    card.update(over)
+    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    line = _expect_refused(good_model, cohort, tmp_path, "invalid model card", mention)
+    assert line.count("fix or regenerate the card") == 1  # the hint once, not twice
+
+
+def test_card_input_size_the_network_cannot_run_on(
+    good_model: Path, cohort: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """input_size 8 passes the card check, but five 2x poolings cannot run on it: one line at load."""
+    card = json.loads((good_model / CARD_FILENAME).read_text())
+    card["input_size"] = 8
+    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _expect_refused(good_model, cohort, tmp_path, "cannot run on the card's 8 x 8 px input", "input_size")
+
+
+def test_card_mpp_that_leaves_images_smaller_than_a_tile(
+    good_model: Path, cohort: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """mpp 19 (plausible for a slide, absurd here): the 64 px images at 1.24 um/px shrink to 4 px."""
+    card = json.loads((good_model / CARD_FILENAME).read_text())
+    card["mpp"] = 19
+    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _expect_refused(good_model, cohort, tmp_path, "smaller than half the model's 32 px input", "mpp")
+
+
 def test_missing_card_and_missing_model(good_model: Path, cohort: tuple[Path, Path], tmp_path: Path) -> None:
     (good_model / CARD_FILENAME).unlink()
     _expect_refused(good_model, cohort, tmp_path, "model_card.json not found")
