@@ -58,6 +58,9 @@ def write_pyramid_tiff(
     Path
         ``path``.
     """
+    # TIFF's ImageDescription is 7-bit ASCII: a slide named 'CMU small é 日本' is written escaped
+    # with backslash escapes, not refused.
+    ascii_description = description.encode("ascii", "backslashreplace").decode("ascii")
     if tile % 16:
         raise ValueError(f"tile must be a multiple of 16, got {tile}")
     if not shapes or any(h <= 0 or w <= 0 for h, w in shapes):
@@ -97,7 +100,7 @@ def write_pyramid_tiff(
                 resolution=(res / scale, res / scale),
                 resolutionunit="CENTIMETER",
                 subfiletype=0 if level == 0 else 1,
-                description=description if level == 0 else None,
+                description=ascii_description if level == 0 else None,
                 metadata=None,
             )
     return path

@@ -116,3 +116,21 @@ def test_partial_store_of_another_slide_is_kept_and_refused(tmp_path: Path, mode
     assert r.returncode == 1, r.stdout + r.stderr
     assert "another slide" in r.stdout + r.stderr
     assert (out / "case01.partial.h5").is_file()  # the first slide's progress is not thrown away
+
+
+def test_non_ascii_file_name_gets_every_output(tmp_path: Path, model: Path) -> None:
+    """'CMU small é 日本.png' failed with 'TIFF strings must be 7-bit ASCII' after the store was
+    complete, and every rerun failed the same way (issue 21)."""
+    import tifffile
+
+    slide = _tissue_png(tmp_path / "CMU small é 日本.png", 3)
+    out = tmp_path / "h"
+    r = run_main(
+        "heatmap", slide, "--slide-mpp", "0.5", "--mpp", "0.5", "--model", model, "--out", out, "--workers", "0"
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for suffix in (".h5", ".tif", ".png", ".geojson", ".json"):
+        assert (out / f"CMU small é 日本{suffix}").is_file(), suffix
+    with tifffile.TiffFile(out / "CMU small é 日本.tif") as tif:
+        assert tif.pages[0].description.endswith("CMU small \\xe9 \\u65e5\\u672c")
+    assert json.loads((out / "CMU small é 日本.json").read_text())["slide_id"] == "CMU small é 日本"
