@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.color import hed2rgb, lab2rgb, rgb2hed, rgb2lab
 
+from pathxai.pixels import IO, STAIN_ALPHA, STAIN_BETA, macenko_stain_vectors, od_to_rgb, optical_density
+
 __all__ = [
     "Augmenter",
     "MacenkoNormalizer",
@@ -142,35 +144,23 @@ class MacenkoNormalizer:
     Parameters
     ----------
     io
-        Transmitted light intensity (background white level).
+        Transmitted light intensity (background white level; :func:`pathxai.pixels.optical_density`).
     beta
         Optical-density threshold below which pixels are treated as background.
     alpha
         Percentile for the robust extreme angles.
     """
 
-    def __init__(self, io: float = 240.0, beta: float = 0.15, alpha: float = 1.0) -> None:
+    def __init__(self, io: float = IO, beta: float = STAIN_BETA, alpha: float = STAIN_ALPHA) -> None:
         self.io, self.beta, self.alpha = io, beta, alpha
         self.stains: np.ndarray | None = None
         self.max_conc: np.ndarray | None = None
 
     def _od(self, img: np.ndarray) -> np.ndarray:
-        return -np.log((img.reshape(-1, 3).astype(np.float64) + 1.0) / self.io)
+        return optical_density(img.reshape(-1, 3), self.io)
 
     def _stains(self, od: np.ndarray) -> np.ndarray:
-        tissue = od[np.all(od > self.beta, axis=1)]
-        if len(tissue) < 10:
-            raise ValueError("too few stained pixels to estimate stain vectors")
-        _, vecs = np.linalg.eigh(np.cov(tissue.T))
-        plane = vecs[:, 1:3]
-        proj = tissue @ plane
-        phi = np.arctan2(proj[:, 1], proj[:, 0])
-        lo, hi = np.percentile(phi, self.alpha), np.percentile(phi, 100 - self.alpha)
-        v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
-        v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
-        he = np.array([v1, v2]) if v1[0] > v2[0] else np.array([v2, v1])
-        he = he * np.sign(he.sum(axis=1, keepdims=True))
-        return he / np.linalg.norm(he, axis=1, keepdims=True)
+        return macenko_stain_vectors(od, self.beta, self.alpha)
 
     def _conc(self, od: np.ndarray, stains: np.ndarray) -> np.ndarray:
         conc, *_ = np.linalg.lstsq(stains.T, od.T, rcond=None)
@@ -194,5 +184,4 @@ class MacenkoNormalizer:
         conc = self._conc(od, stains)
         scale = self.max_conc / np.maximum(np.percentile(conc, 99, axis=1), 1e-6)
         conc = conc * scale[:, None]
-        out = self.io * np.exp(-(self.stains.T @ conc))
-        return np.clip(out.T.reshape(img.shape), 0, 255).astype(np.uint8)
+        return od_to_rgb((self.stains.T @ conc).T.reshape(img.shape), self.io)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from pathxai.errors import ManifestError
 from pathxai.manifest import ManifestRecord, resolve
+from pathxai.pixels import tissue_fraction
 
 __all__ = [
     "PatchDataset",
@@ -99,15 +100,6 @@ def rescale_to_mpp(img: np.ndarray, native_mpp: float, target_mpp: float) -> np.
     return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
-def tissue_fraction(img: np.ndarray, sat_threshold: float = 0.08, white_threshold: float = 0.85) -> float:
-    """Fraction of pixels that are not background (background: bright and unsaturated)."""
-    arr = img.astype(np.float32) / 255.0
-    mx, mn = arr.max(axis=2), arr.min(axis=2)
-    sat = (mx - mn) / np.maximum(mx, 1e-6)
-    background = (arr.mean(axis=2) > white_threshold) & (sat < sat_threshold)
-    return float(1.0 - background.mean())
-
-
 def patch_positions(height: int, width: int, size: int, stride: int) -> list[tuple[int, int]]:
     """Top-left corners of ``size`` patches at ``stride``, with the last row/column flush to the edge."""
     if size < 1 or stride < 1:
@@ -166,7 +158,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
     image_ids, patients
         Per-image identifiers (for image-level and patient-level metrics).
     min_tissue
-        Drop patches whose :func:`tissue_fraction` is below this (0 keeps all).
+        Drop patches whose :func:`pathxai.pixels.tissue_fraction` is below this (0 keeps all).
     mean, std
         Normalisation applied to ``RGB / 255``.
     augment

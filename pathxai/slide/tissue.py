@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from pathxai.pixels import is_background, saturation_value
 from pathxai.slide.base import BaseSlide
 
 # scikit-image is imported inside the functions: tile-reading worker processes import this
@@ -88,14 +89,6 @@ def _disk(radius_px: float) -> list[tuple[np.ndarray, int]] | np.ndarray:
     return morphology.disk(r, decomposition="sequence") if r >= 3 else morphology.disk(r)
 
 
-def saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """HSV saturation and value of an RGB uint8 image, in float32 (a quarter of rgb2hsv's memory)."""
-    hi = rgb.max(axis=2).astype(np.float32)
-    lo = rgb.min(axis=2).astype(np.float32)
-    sat = np.divide(hi - lo, hi, out=np.zeros_like(hi), where=hi > 0)
-    return sat, hi / 255.0
-
-
 def tissue_from_rgb(rgb: np.ndarray, mpp: float, settings: TissueSettings) -> tuple[np.ndarray, float]:
     """Compute a tissue mask from an RGB thumbnail at ``mpp`` µm/px.
 
@@ -123,7 +116,7 @@ def tissue_from_rgb(rgb: np.ndarray, mpp: float, settings: TissueSettings) -> tu
     else:
         threshold = settings.min_saturation
     mask = (sat >= threshold) & valid
-    mask &= ~((val > settings.max_value) & (sat < threshold))
+    mask &= ~is_background(sat, val, settings.max_value, threshold)
     if settings.closing_um > 0:
         mask = morphology.closing(mask, _disk(settings.closing_um / mpp))
     if settings.opening_um > 0:
