@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -29,9 +30,11 @@ from skimage.morphology import disk, remove_small_objects
 
 from pathxai.audit.cohort import AuditItem
 from pathxai.audit.findings import BiasFinding, Region, Thresholds
+from pathxai.audit.grade import graded
 from pathxai.audit.pixels import background_mask, hsv
+from pathxai.audit.registry import CheckContext, register_check, run_checks
 
-__all__ = ["ARTIFACT_KINDS", "ArtifactStats", "check", "compute", "detect"]
+__all__ = ["ARTIFACT_KINDS", "ArtifactStats", "check", "compute", "detect", "masks_of", "stats_of"]
 
 #: Every kind a detector reports, in display order.
 ARTIFACT_KINDS = (
@@ -204,129 +207,153 @@ def _fisher_p(a: int, b: int, c: int, d: int) -> float:
     return float(fisher_exact([[a, b], [c, d]])[1])
 
 
+def masks_of(ctx: CheckContext) -> dict[str, dict[str, np.ndarray]]:
+    """Artifact masks of every item of ``ctx`` (detected once per context)."""
+    return ctx.memo("artifacts.masks", lambda: {it.id: detect(it.image, it.mpp) for it in ctx.items})
+
+
+def stats_of(ctx: CheckContext) -> ArtifactStats:
+    """:func:`compute` on ``ctx``'s items and masks (once per context)."""
+    return ctx.memo("artifacts.stats", lambda: compute(ctx.items, masks_of(ctx)))
+
+
 def check(
     items: Sequence[AuditItem], thresholds: Thresholds | None = None, stats: ArtifactStats | None = None
 ) -> list[BiasFinding]:
-    """Artifact prevalence, label association and relevance-on-artifact findings.
+    """Artifact prevalence, label association and relevance-on-artifact findings (``stats``: precomputed)."""
+    ctx = CheckContext(items, thresholds or Thresholds())
+    if stats is not None:
+        ctx.provide("artifacts.stats", stats)
+    return run_checks(ctx, module=__name__)
 
-    Parameters
-    ----------
-    items
-        The cohort.
-    thresholds
-        Severity rules.
-    stats
-        Precomputed :func:`compute` result.
 
-    Returns
-    -------
-    list[BiasFinding]
-    """
-    th = thresholds or Thresholds()
-    st = stats or compute(items)
-    findings: list[BiasFinding] = []
-    if not items:
-        return findings
-    min_area = th.setting("min_artifact_area")
-    alpha = th.setting("alpha")
-    labels = np.asarray([-1 if it.tumor is None else it.tumor for it in items])
+def _present(ctx: CheckContext, j: int) -> tuple[np.ndarray, list[int]]:
+    """Items where kind ``j`` covers at least the minimum area, and their indices by decreasing area."""
+    st = stats_of(ctx)
+    present = st.area[:, j] >= ctx.thresholds.setting("min_artifact_area")
+    return present, [int(i) for i in np.argsort(-st.area[:, j]) if present[i]]
+
+
+@register_check("artifact.prevalence", family="dataset")
+def check_prevalence(ctx: CheckContext) -> list[BiasFinding]:
+    """Per kind (``artifact.prevalence:<kind>``): fraction of items showing it."""
+    items, st = ctx.items, stats_of(ctx)
+    min_area = ctx.thresholds.setting("min_artifact_area")
+    out = []
     for j, kind in enumerate(ARTIFACT_KINDS):
-        present = st.area[:, j] >= min_area
-        idx = [int(i) for i in np.argsort(-st.area[:, j]) if present[i]]
-        prev = float(present.mean())
+        present, idx = _present(ctx, j)
         layout = kind in LAYOUT_KINDS
-        sev, thr = ("info", None) if layout else th.grade("artifact.prevalence", prev)
-        findings.append(
-            BiasFinding(
-                family="dataset",
-                check=f"artifact.prevalence:{kind}",
-                metric=f"fraction of items with {kind} covering >= {min_area:.1%} of the image",
-                value=prev,
-                threshold=thr,
-                severity=sev,
-                message=(
-                    f"{kind}: present in {int(present.sum())} of {len(items)} items "
-                    f"(median area among them {float(np.median(st.area[present, j])) if present.any() else 0:.1%})."
-                    + (" Tissue layout, reported for reference." if layout else "")
-                ),
+        med = float(np.median(st.area[present, j])) if present.any() else 0
+        out.append(
+            graded(
+                ctx.thresholds,
+                "dataset",
+                f"artifact.prevalence:{kind}",
+                f"fraction of items with {kind} covering >= {min_area:.1%} of the image",
+                float(present.mean()),
+                f"{kind}: present in {int(present.sum())} of {len(items)} items "
+                f"(median area among them {med:.1%})."
+                + (" Tissue layout, reported for reference." if layout else ""),
+                grade=not layout,
                 items=tuple(items[i].id for i in idx[:50]),
-                regions=tuple(_regions(items, st, idx[:20], kind)),
+                regions=_regions(items, st, idx[:20], kind),
                 details={"area_mean": float(st.area[:, j].mean())},
             )
         )
-        # association with the label
-        lab_ok = labels >= 0
-        pos, neg = lab_ok & (labels == 1), lab_ok & (labels == 0)
-        if pos.any() and neg.any() and not layout:
-            p_t, p_n = float(present[pos].mean()), float(present[neg].mean())
-            diff = abs(p_t - p_n)
-            pval = _fisher_p(
-                int(present[pos].sum()),
-                int((~present[pos]).sum()),
-                int(present[neg].sum()),
-                int((~present[neg]).sum()),
+    return out
+
+
+@register_check("artifact.label_association", family="class-correlated")
+def check_label_association(ctx: CheckContext) -> list[BiasFinding]:
+    """Per kind (``artifact.label_association:<kind>``): prevalence difference tumour vs non-tumour."""
+    items, st = ctx.items, stats_of(ctx)
+    labels = np.asarray([-1 if it.tumor is None else it.tumor for it in items])
+    pos, neg = labels == 1, labels == 0
+    if not pos.any() or not neg.any():
+        return []
+    out = []
+    for j, kind in enumerate(ARTIFACT_KINDS):
+        present, idx = _present(ctx, j)
+        if kind in LAYOUT_KINDS or not present.any():
+            continue
+        p_t, p_n = float(present[pos].mean()), float(present[neg].mean())
+        pval = _fisher_p(
+            int(present[pos].sum()),
+            int((~present[pos]).sum()),
+            int(present[neg].sum()),
+            int((~present[neg]).sum()),
+        )
+        out.append(
+            graded(
+                ctx.thresholds,
+                "class-correlated",
+                f"artifact.label_association:{kind}",
+                "difference in artifact prevalence between tumour and non-tumour items",
+                abs(p_t - p_n),
+                partial(_association_message, kind, p_t, p_n, pval),
+                grade=pval <= ctx.thresholds.setting("alpha"),
+                items=tuple(items[i].id for i in idx[:50]),
+                regions=_regions(items, st, idx[:20], kind),
+                details={"prevalence_tumour": p_t, "prevalence_non_tumour": p_n, "p_value": pval},
             )
-            sev, thr = th.grade("artifact.label_association", diff) if pval <= alpha else ("info", None)
-            if present.any():
-                findings.append(
-                    BiasFinding(
-                        family="class-correlated",
-                        check=f"artifact.label_association:{kind}",
-                        metric="difference in artifact prevalence between tumour and non-tumour items",
-                        value=diff,
-                        threshold=thr,
-                        severity=sev,
-                        message=(
-                            f"{kind} is on {p_t:.0%} of tumour and {p_n:.0%} of non-tumour items "
-                            f"(Fisher p={pval:.2g}). "
-                            + (
-                                "The artifact predicts the label: a model can learn it as a shortcut."
-                                if sev != "info"
-                                else "No clear association with the label."
-                            )
-                        ),
-                        items=tuple(items[i].id for i in idx[:50]),
-                        regions=tuple(_regions(items, st, idx[:20], kind)),
-                        details={"prevalence_tumour": p_t, "prevalence_non_tumour": p_n, "p_value": pval},
-                    )
-                )
-        # relevance on the artifact
+        )
+    return out
+
+
+def _association_message(kind: str, p_t: float, p_n: float, pval: float, sev: str) -> str:
+    return f"{kind} is on {p_t:.0%} of tumour and {p_n:.0%} of non-tumour items (Fisher p={pval:.2g}). " + (
+        "The artifact predicts the label: a model can learn it as a shortcut."
+        if sev != "info"
+        else "No clear association with the label."
+    )
+
+
+def _relevance_message(kind: str, n: int, area: float, share: float, ratio: float, sev: str) -> str:
+    return (
+        f"On the {n} items with {kind}, it covers {area:.1%} of the image but "
+        f"receives {share:.1%} of the positive tumour relevance (ratio {ratio:.2f}). "
+        + (
+            "The model attends to the artifact (Clever-Hans risk)."
+            if sev in ("medium", "high")
+            else "The model does not single it out."
+            if ratio < 1.5
+            else "Somewhat more relevance than its area."
+        )
+    )
+
+
+@register_check("artifact.relevance", family="class-correlated")
+def check_relevance(ctx: CheckContext) -> list[BiasFinding]:
+    """Per kind (``artifact.relevance:<kind>``): positive-relevance share on the artifact / its area share."""
+    items, st = ctx.items, stats_of(ctx)
+    out = []
+    for j, kind in enumerate(ARTIFACT_KINDS):
+        present, _ = _present(ctx, j)
         has = present & np.isfinite(st.relevance_share[:, j])
-        if has.sum() >= 1:
-            share = float(np.mean(st.relevance_share[has, j]))
-            area = float(np.mean(st.area[has, j]))
-            ratio = share / max(area, 1e-9)
-            per_item = st.relevance_share[has, j] / np.maximum(st.area[has, j], 1e-9)
-            sub = np.nonzero(has)[0]
-            order = sub[np.argsort(-per_item)]
-            sev, thr = th.grade("artifact.relevance", ratio)
-            findings.append(
-                BiasFinding(
-                    family="class-correlated",
-                    check=f"artifact.relevance:{kind}",
-                    metric="share of positive relevance on artifact pixels / their area share",
-                    value=ratio,
-                    threshold=thr,
-                    severity=sev,
-                    message=(
-                        f"On the {int(has.sum())} items with {kind}, it covers {area:.1%} of the image but "
-                        f"receives {share:.1%} of the positive tumour relevance (ratio {ratio:.2f}). "
-                        + (
-                            "The model attends to the artifact (Clever-Hans risk)."
-                            if sev in ("medium", "high")
-                            else "The model does not single it out."
-                            if ratio < 1.5
-                            else "Somewhat more relevance than its area."
-                        )
-                    ),
-                    items=tuple(items[int(i)].id for i in order[:50]),
-                    regions=tuple(_regions(items, st, [int(i) for i in order[:20]], kind)),
-                    details={
-                        "relevance_share": share,
-                        "area_share": area,
-                        "n_items": int(has.sum()),
-                        "per_item_ratio_median": float(np.median(per_item)),
-                    },
-                )
+        if has.sum() < 1:
+            continue
+        share = float(np.mean(st.relevance_share[has, j]))
+        area = float(np.mean(st.area[has, j]))
+        ratio = share / max(area, 1e-9)
+        per_item = st.relevance_share[has, j] / np.maximum(st.area[has, j], 1e-9)
+        order = np.nonzero(has)[0][np.argsort(-per_item)]
+        n = int(has.sum())
+        out.append(
+            graded(
+                ctx.thresholds,
+                "class-correlated",
+                f"artifact.relevance:{kind}",
+                "share of positive relevance on artifact pixels / their area share",
+                ratio,
+                partial(_relevance_message, kind, n, area, share, ratio),
+                items=tuple(items[int(i)].id for i in order[:50]),
+                regions=_regions(items, st, [int(i) for i in order[:20]], kind),
+                details={
+                    "relevance_share": share,
+                    "area_share": area,
+                    "n_items": n,
+                    "per_item_ratio_median": float(np.median(per_item)),
+                },
             )
-    return findings
+        )
+    return out

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["AuditItem", "Heat", "Patch", "group_values"]
+from pathxai.audit.findings import Region
+
+__all__ = ["AuditItem", "Heat", "Patch", "group_values", "whole_region"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,10 @@ class AuditItem:
 def group_values(items: Sequence[AuditItem], column: str) -> list[str | None]:
     """The value of metadata ``column`` for every item (``None`` where missing or empty)."""
     return [item.meta.get(column) or None for item in items]
+
+
+def whole_region(item: AuditItem, label: str, score: float | None = None) -> Region:
+    """A :class:`Region` covering all of ``item`` (level-0 coordinates)."""
+    h, w = item.image.shape[:2]
+    x, y, ww, hh = item.l0_box(0, 0, h, w)
+    return Region(item.id, x, y, ww, hh, label, score)

@@ -115,6 +115,9 @@ class BiasFinding:
         Paths of thumbnail images (relative to the report directory).
     details
         Extra numbers (tables, p-values, confidence intervals), JSON-ready.
+    id
+        Stable identifier in the report (the check name, plus ``#n`` only where one check name
+        yields several findings); set by :func:`assign_ids`, ``check`` when empty.
     """
 
     family: Family
@@ -128,6 +131,7 @@ class BiasFinding:
     regions: tuple[Region, ...] = ()
     thumbnails: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    id: str = ""
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -144,6 +148,7 @@ class BiasFinding:
         """JSON-ready dict with the evidence grouped under ``evidence``."""
         return json_safe(
             {
+                "id": self.id or self.check,
                 "family": self.family,
                 "check": self.check,
                 "metric": self.metric,

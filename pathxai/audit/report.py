@@ -181,11 +181,9 @@ pre{font-size:11px;background:#f3f4f6;padding:6px;overflow:auto;max-height:260px
 """
 
 
-def render_html(report: AuditReport, out_dir: Path) -> str:
-    """The report as one self-contained HTML page (figures and thumbnails embedded)."""
-    d = report.to_dict()
-    c = report.cohort
-    m = report.model
+def _header_html(report: AuditReport, d: dict[str, Any]) -> list[str]:
+    """Title, cohort/model line, severity counts, notes and the 'needs attention' table."""
+    c, m = report.cohort, report.model
     counts = d["summary"]["counts"]
     sev_cells = "".join(
         f'<td><span class="sev" style="background:{_SEV_COLOUR[s]}">{s}</span> {counts[s]}</td>'
@@ -215,53 +213,58 @@ def render_html(report: AuditReport, out_dir: Path) -> str:
         f"schema {_esc(d['schema'])}; took {_fmt(report.timings.get('total'))} s.</p>",
         f"<table class='summary'><tr>{sev_cells}</tr></table>",
     ]
-    for n in report.notes:
-        parts.append(f"<div class='note'>{_esc(n)}</div>")
+    parts += [f"<div class='note'>{_esc(n)}</div>" for n in report.notes]
     parts.append(
         "<h2>What needs attention</h2><table><tr><th>severity</th><th>family</th><th>check</th><th>finding</th></tr>"
         + top_rows
         + "</table>"
     )
-    figs_for = {
-        "dataset": ["stain_scatter", "artifacts", "artifact_examples"],
-        "class-correlated": ["spray_montage", "label_candidates", "typical_heatmaps"],
-        "sampling": ["counts", "group_performance"],
-    }
-    by_family: dict[str, list[BiasFinding]] = defaultdict(list)
-    for f in report.findings:
-        by_family[f.family].append(f)
+    return parts
+
+
+_FIGS_FOR = {
+    "dataset": ["stain_scatter", "artifacts", "artifact_examples"],
+    "class-correlated": ["spray_montage", "label_candidates", "typical_heatmaps"],
+    "sampling": ["counts", "group_performance"],
+}
+
+
+def _family_html(report: AuditReport, fam: str, findings: list[BiasFinding], out_dir: Path) -> list[str]:
+    """One family's section: its findings (info ones folded into a table) and its figures."""
+    parts = [f"<h2>{_esc(_FAMILY_TITLE[fam])}</h2>"]
     caps = _captions(report)
-    for fam in FAMILIES:
-        parts.append(f"<h2>{_esc(_FAMILY_TITLE[fam])}</h2>")
-        quiet = []
-        for f in by_family.get(fam, []):
-            if f.severity == "info" and not f.check.startswith("labels."):
-                quiet.append(f)
-                continue
-            parts.append(_finding_html(f, out_dir, embed_thumbs=True, captions=caps))
-        if quiet:
-            rows = "".join(
-                f"<tr><td><code>{_esc(f.check)}</code></td><td>{_fmt(f.value)}</td><td>{_esc(f.message)}</td></tr>"
-                for f in quiet
-            )
-            parts.append(
-                "<details class='finding'><summary>"
-                f"{len(quiet)} further checks below every threshold (info)</summary>"
-                f"<table><tr><th>check</th><th>value</th><th>result</th></tr>{rows}</table></details>"
-            )
-        for name in figs_for[fam]:
-            rel = report.figures.get(name)
-            if not rel:
-                continue
-            src = _img_b64(out_dir / rel)
-            if not src:
-                continue
-            cap = _FIGURE_CAPTIONS.get(name, "")
-            parts.append(
-                f"<div class='fig'><h3>{_esc(_FIGURE_TITLES.get(name, name))}</h3><img src='{src}' alt='{_esc(name)}'>"
-                + (f"<p>{_esc(cap)}</p>" if cap else "")
-                + "</div>"
-            )
+    quiet = []
+    for f in findings:
+        if f.severity == "info" and not f.check.startswith("labels."):
+            quiet.append(f)
+            continue
+        parts.append(_finding_html(f, out_dir, embed_thumbs=True, captions=caps))
+    if quiet:
+        rows = "".join(
+            f"<tr><td><code>{_esc(f.check)}</code></td><td>{_fmt(f.value)}</td><td>{_esc(f.message)}</td></tr>"
+            for f in quiet
+        )
+        parts.append(
+            "<details class='finding'><summary>"
+            f"{len(quiet)} further checks below every threshold (info)</summary>"
+            f"<table><tr><th>check</th><th>value</th><th>result</th></tr>{rows}</table></details>"
+        )
+    for name in _FIGS_FOR[fam]:
+        rel = report.figures.get(name)
+        src = _img_b64(out_dir / rel) if rel else None
+        if not src:
+            continue
+        cap = _FIGURE_CAPTIONS.get(name, "")
+        parts.append(
+            f"<div class='fig'><h3>{_esc(_FIGURE_TITLES.get(name, name))}</h3><img src='{src}' alt='{_esc(name)}'>"
+            + (f"<p>{_esc(cap)}</p>" if cap else "")
+            + "</div>"
+        )
+    return parts
+
+
+def _thresholds_html(report: AuditReport) -> list[str]:
+    """The rules and settings in force, and the timings."""
     rules = report.thresholds.to_dict()
     rule_rows = "".join(
         f"<tr><td><code>{_esc(k)}</code></td><td>{_esc(v['direction'])}</td><td>{_fmt(v['low'])}</td>"
@@ -269,16 +272,25 @@ def render_html(report: AuditReport, out_dir: Path) -> str:
         for k, v in rules["rules"].items()
     )
     settings = ", ".join(f"{_esc(k)}={_fmt(v)}" for k, v in rules["settings"].items())
-    parts.append(
+    timing = ", ".join(f"{_esc(k)} {v:.1f} s" for k, v in report.timings.items())
+    return [
         "<h2>Thresholds in force</h2><p class='meta'>Severity = highest level whose threshold the value reaches "
         "(direction 'above': value ≥ threshold). Probe and association findings also need permutation/Fisher "
         f"p ≤ alpha. Override with <code>--config thresholds.json</code>.</p><table><tr><th>check</th><th>direction</th>"
-        f"<th>low</th><th>medium</th><th>high</th><th>cap</th></tr>{rule_rows}</table><p class='meta'>Settings: {settings}</p>"
-    )
-    timing = ", ".join(f"{_esc(k)} {v:.1f} s" for k, v in report.timings.items())
-    parts.append(
-        f"<p class='meta'>Timings: {timing}. Machine-readable: report.json; regions for QuPath: findings.geojson.</p>"
-    )
+        f"<th>low</th><th>medium</th><th>high</th><th>cap</th></tr>{rule_rows}</table><p class='meta'>Settings: {settings}</p>",
+        f"<p class='meta'>Timings: {timing}. Machine-readable: report.json; regions for QuPath: findings.geojson.</p>",
+    ]
+
+
+def render_html(report: AuditReport, out_dir: Path) -> str:
+    """The report as one self-contained HTML page (figures and thumbnails embedded)."""
+    parts = _header_html(report, report.to_dict())
+    by_family: dict[str, list[BiasFinding]] = defaultdict(list)
+    for f in report.findings:
+        by_family[f.family].append(f)
+    for fam in FAMILIES:
+        parts += _family_html(report, fam, by_family.get(fam, []), out_dir)
+    parts += _thresholds_html(report)
     parts.append("</body></html>")
     return "\n".join(parts)
 

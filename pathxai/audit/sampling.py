@@ -20,6 +20,8 @@ import numpy as np
 
 from pathxai.audit.cohort import AuditItem
 from pathxai.audit.findings import BiasFinding, Thresholds
+from pathxai.audit.grade import graded
+from pathxai.audit.registry import CheckContext, register_check, run_checks
 from pathxai.audit.stats import auc, auc_ci
 
 __all__ = ["GROUP_COLUMNS", "check", "counts_table", "group_performance"]
@@ -98,7 +100,7 @@ def check(
     seen_in_training: Collection[str] = (),
     train_split: str = "train",
 ) -> list[BiasFinding]:
-    """Representation, leakage and per-group performance findings.
+    """Representation, leakage and per-group performance findings (every registered ``sampling.*`` check here).
 
     Parameters
     ----------
@@ -115,35 +117,44 @@ def check(
     -------
     list[BiasFinding]
     """
-    th = thresholds or Thresholds()
-    out: list[BiasFinding] = []
-    if not items:
-        return out
-    labels = [_label(it) for it in items]
-    lc = Counter(lab for lab in labels if lab != "unlabelled")
-    # --- imbalance ------------------------------------------------------------------------
+    ctx = CheckContext(items, thresholds or Thresholds(), seen_in_training, train_split)
+    return run_checks(ctx, module=__name__)
+
+
+def _class_counts(items: Sequence[AuditItem]) -> Counter[str]:
+    return Counter(lab for lab in map(_label, items) if lab != "unlabelled")
+
+
+@register_check("sampling.imbalance", family="sampling")
+def check_imbalance(ctx: CheckContext) -> list[BiasFinding]:
+    """Majority / minority class count."""
+    lc = _class_counts(ctx.items)
     if len(lc) >= 2:
         ratio = max(lc.values()) / max(1, min(lc.values()))
-    elif len(lc) == 1:
-        ratio = float("inf")
     else:
-        ratio = float("nan")
-    sev, thr = th.grade("sampling.imbalance", ratio if math.isfinite(ratio) else 1e9)
-    if not lc:
-        sev, thr = "info", None
-    out.append(
-        BiasFinding(
-            family="sampling",
-            check="sampling.imbalance",
-            metric="majority / minority class count",
-            value=ratio if math.isfinite(ratio) else None,
-            threshold=thr,
-            severity=sev,
-            message="Class counts: " + ", ".join(f"{k} {v}" for k, v in sorted(lc.items())) + ".",
+        ratio = float("inf") if lc else float("nan")
+    finite = math.isfinite(ratio)
+    return [
+        graded(
+            ctx.thresholds,
+            "sampling",
+            "sampling.imbalance",
+            "majority / minority class count",
+            ratio if finite else None,
+            "Class counts: " + ", ".join(f"{k} {v}" for k, v in sorted(lc.items())) + ".",
+            grade=bool(lc),
+            grade_value=ratio if finite else 1e9,
             details={"counts": dict(lc)},
         )
-    )
-    # --- missing cells ----------------------------------------------------------------------
+    ]
+
+
+@register_check("sampling.missing_cells", family="sampling")
+def check_missing_cells(ctx: CheckContext) -> list[BiasFinding]:
+    """Site/scanner/split groups that lack a class."""
+    items = ctx.items
+    labels = [_label(it) for it in items]
+    lc = _class_counts(items)
     missing = []
     for col in ("site", "scanner", "split"):
         vals = {str(it.meta.get(col)) for it in items if it.meta.get(col)}
@@ -156,186 +167,197 @@ def check(
                     missing.append(
                         {"column": col, "value": v, "missing_class": cls, "n_in_group": sum(have.values())}
                     )
-    sev, thr = th.grade("sampling.missing_cells", float(len(missing)))
-    out.append(
-        BiasFinding(
-            family="sampling",
-            check="sampling.missing_cells",
-            metric="number of site/scanner/split groups lacking a class",
-            value=float(len(missing)),
-            threshold=thr,
-            severity=sev,
-            message=(
-                "; ".join(f"{m['column']}={m['value']} has no {m['missing_class']}" for m in missing[:8])
-                if missing
-                else "Every site, scanner and split holds every class."
-            )
-            + (
-                ""
-                if any(
-                    len({it.meta.get(c) for it in items if it.meta.get(c)}) > 1 for c in ("site", "scanner")
-                )
-                else " Only one site and one scanner: site/scanner bias cannot be assessed in this cohort."
-            ),
+    several = any(len({it.meta.get(c) for it in items if it.meta.get(c)}) > 1 for c in ("site", "scanner"))
+    message = (
+        "; ".join(f"{m['column']}={m['value']} has no {m['missing_class']}" for m in missing[:8])
+        if missing
+        else "Every site, scanner and split holds every class."
+    ) + (
+        ""
+        if several
+        else " Only one site and one scanner: site/scanner bias cannot be assessed in this cohort."
+    )
+    return [
+        graded(
+            ctx.thresholds,
+            "sampling",
+            "sampling.missing_cells",
+            "number of site/scanner/split groups lacking a class",
+            float(len(missing)),
+            message,
             details={"missing": missing},
         )
-    )
-    # --- patient confounding --------------------------------------------------------------
+    ]
+
+
+@register_check("sampling.patient_confounding", family="sampling")
+def check_patient_confounding(ctx: CheckContext) -> list[BiasFinding]:
+    """Patients (with >= 2 items) whose items all share one class."""
+    items = ctx.items
     per_patient: dict[str, Counter[str]] = defaultdict(Counter)
-    for it, lab in zip(items, labels, strict=True):
+    for it in items:
+        lab = _label(it)
         if lab != "unlabelled":
             per_patient[it.meta.get("patient") or it.id][lab] += 1
     multi = {p: c for p, c in per_patient.items() if sum(c.values()) >= 2}
-    if multi and any(it.meta.get("patient") for it in items):
-        single = sorted(p for p, c in multi.items() if len(c) == 1)
-        frac = len(single) / len(multi)
-        sev, thr = th.grade("sampling.patient_confounding", frac)
-        out.append(
-            BiasFinding(
-                family="sampling",
-                check="sampling.patient_confounding",
-                metric="fraction of patients (with >= 2 items) whose items all share one class",
-                value=frac,
-                threshold=thr,
-                severity=sev,
-                message=(
-                    f"{len(single)} of {len(multi)} patients contribute a single class: the label is partly "
-                    "a patient identity, so anything patient-specific (stain batch, tissue handling) can "
-                    "act as a label proxy. Split and evaluate by patient."
-                ),
-                items=tuple(it.id for it in items if (it.meta.get("patient") or it.id) in set(single))[:50],
-                details={"patients": {p: dict(c) for p, c in sorted(per_patient.items())}},
-            )
+    if not multi or not any(it.meta.get("patient") for it in items):
+        return []
+    single = sorted(p for p, c in multi.items() if len(c) == 1)
+    return [
+        graded(
+            ctx.thresholds,
+            "sampling",
+            "sampling.patient_confounding",
+            "fraction of patients (with >= 2 items) whose items all share one class",
+            len(single) / len(multi),
+            f"{len(single)} of {len(multi)} patients contribute a single class: the label is partly "
+            "a patient identity, so anything patient-specific (stain batch, tissue handling) can "
+            "act as a label proxy. Split and evaluate by patient.",
+            items=tuple(it.id for it in items if (it.meta.get("patient") or it.id) in set(single))[:50],
+            details={"patients": {p: dict(c) for p, c in sorted(per_patient.items())}},
         )
-    # --- leakage ----------------------------------------------------------------------------
+    ]
+
+
+@register_check("sampling.leakage", family="sampling")
+def check_leakage(ctx: CheckContext) -> list[BiasFinding]:
+    """Patients present in more than one split."""
     splits_of: dict[str, set[str]] = defaultdict(set)
-    for it in items:
+    for it in ctx.items:
         if it.meta.get("split") and it.meta.get("patient"):
             splits_of[it.meta["patient"]].add(it.meta["split"])
-    if splits_of:
-        leaked = sorted(p for p, s in splits_of.items() if len(s) > 1)
-        sev, thr = th.grade("sampling.leakage", float(len(leaked)))
-        out.append(
-            BiasFinding(
-                family="sampling",
-                check="sampling.leakage",
-                metric="number of patients present in more than one split",
-                value=float(len(leaked)),
-                threshold=thr,
-                severity=sev,
-                message=(
-                    "Patients in several splits: "
-                    + ", ".join(f"{p} ({'/'.join(sorted(splits_of[p]))})" for p in leaked[:10])
-                    + ". Test results are optimistic: the model has seen these patients."
-                    if leaked
-                    else "No patient appears in more than one split."
-                ),
-                items=tuple(it.id for it in items if it.meta.get("patient") in set(leaked))[:100],
-                details={"leaked_patients": {p: sorted(splits_of[p]) for p in leaked}},
-            )
+    if not splits_of:
+        return []
+    leaked = sorted(p for p, s in splits_of.items() if len(s) > 1)
+    return [
+        graded(
+            ctx.thresholds,
+            "sampling",
+            "sampling.leakage",
+            "number of patients present in more than one split",
+            float(len(leaked)),
+            "Patients in several splits: "
+            + ", ".join(f"{p} ({'/'.join(sorted(splits_of[p]))})" for p in leaked[:10])
+            + ". Test results are optimistic: the model has seen these patients."
+            if leaked
+            else "No patient appears in more than one split.",
+            items=tuple(it.id for it in ctx.items if it.meta.get("patient") in set(leaked))[:100],
+            details={"leaked_patients": {p: sorted(splits_of[p]) for p in leaked}},
         )
-    # --- categories never seen in training ----------------------------------------------------
-    train = [it for it in items if it.meta.get("split") == train_split]
-    rest = [it for it in items if it.meta.get("split") and it.meta.get("split") != train_split]
-    if train and rest:
-        unseen: dict[str, list[str]] = {}
-        n_affected = 0
-        cols = ("site", "scanner", "grade")
-        for col in cols:
-            seen = {it.meta.get(col) for it in train if it.meta.get(col)}
-            other = Counter(it.meta.get(col) for it in rest if it.meta.get(col))
-            miss = sorted(v for v in other if v not in seen)  # type: ignore[type-var]
-            if miss:
-                unseen[col] = miss  # type: ignore[assignment]
-        affected = [it for it in rest if any(it.meta.get(c) in unseen.get(c, []) for c in cols)]
-        n_affected = len(affected)
-        frac = n_affected / len(rest)
-        sev, thr = th.grade("sampling.unseen", frac)
-        out.append(
-            BiasFinding(
-                family="sampling",
-                check="sampling.unseen",
-                metric=f"fraction of non-{train_split} items whose site/scanner/grade never occurs in {train_split}",
-                value=frac,
-                threshold=thr,
-                severity=sev,
-                message=(
-                    "Never in training: "
-                    + "; ".join(f"{c} = {', '.join(v)}" for c, v in unseen.items())
-                    + f" ({n_affected} evaluation items). The model was never shown these."
-                    if unseen
-                    else f"Every site, scanner and grade of the evaluation splits also occurs in {train_split}."
-                ),
-                items=tuple(it.id for it in affected)[:100],
-                details={"unseen": unseen},
-            )
+    ]
+
+
+@register_check("sampling.unseen", family="sampling")
+def check_unseen(ctx: CheckContext) -> list[BiasFinding]:
+    """Sites, scanners and grades of the evaluation splits that never occur in the training split."""
+    train_split = ctx.train_split
+    train = [it for it in ctx.items if it.meta.get("split") == train_split]
+    rest = [it for it in ctx.items if it.meta.get("split") and it.meta.get("split") != train_split]
+    if not train or not rest:
+        return []
+    unseen: dict[str, list[str]] = {}
+    cols = ("site", "scanner", "grade")
+    for col in cols:
+        seen = {it.meta.get(col) for it in train if it.meta.get(col)}
+        other = Counter(it.meta.get(col) for it in rest if it.meta.get(col))
+        miss = sorted(v for v in other if v not in seen)  # type: ignore[type-var]
+        if miss:
+            unseen[col] = miss  # type: ignore[assignment]
+    affected = [it for it in rest if any(it.meta.get(c) in unseen.get(c, []) for c in cols)]
+    return [
+        graded(
+            ctx.thresholds,
+            "sampling",
+            "sampling.unseen",
+            f"fraction of non-{train_split} items whose site/scanner/grade never occurs in {train_split}",
+            len(affected) / len(rest),
+            "Never in training: "
+            + "; ".join(f"{c} = {', '.join(v)}" for c, v in unseen.items())
+            + f" ({len(affected)} evaluation items). The model was never shown these."
+            if unseen
+            else f"Every site, scanner and grade of the evaluation splits also occurs in {train_split}.",
+            items=tuple(it.id for it in affected)[:100],
+            details={"unseen": unseen},
         )
-    # --- per-group performance --------------------------------------------------------------
-    seen_ids = set(seen_in_training)
+    ]
+
+
+def _worse_groups(
+    evaluable: Sequence[AuditItem], th: Thresholds, overall_acc: float, overall_auc: float
+) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """Groups whose whole AUC/accuracy interval lies below the overall value (worst first), and all tables."""
+    worst: list[dict[str, object]] = []
+    tables: dict[str, object] = {}
+    for col in GROUP_COLUMNS:
+        if col != "patient" and not any(it.meta.get(col) for it in evaluable):
+            continue
+        rows = group_performance(evaluable, col, int(th.setting("bootstrap")), int(th.setting("seed")))
+        if len(rows) < 2:
+            continue
+        tables[col] = rows
+        for r in rows:
+            if "auc" in r and math.isfinite(overall_auc):
+                hi = r["auc_ci"][1]  # type: ignore[index]
+                if math.isfinite(hi) and hi < overall_auc:
+                    gap_auc = overall_auc - float(r["auc"])  # type: ignore[arg-type]
+                    worst.append({"column": col, **r, "gap": gap_auc, "metric": "auc"})
+            hi_acc = r["accuracy_ci"][1]  # type: ignore[index]
+            if hi_acc < overall_acc:
+                gap_acc = overall_acc - float(r["accuracy"])  # type: ignore[arg-type]
+                worst.append({"column": col, **r, "gap": gap_acc, "metric": "accuracy"})
+    worst.sort(key=lambda r: -float(r["gap"]))  # type: ignore[arg-type]
+    return worst, tables
+
+
+@register_check("sampling.group_performance", family="sampling")
+def check_group_performance(ctx: CheckContext) -> list[BiasFinding]:
+    """Largest drop of a group's AUC/accuracy below the overall value (items not used for training)."""
+    seen_ids = set(ctx.seen_in_training)
+    items = ctx.items
     evaluable = [it for it in items if it.heat is not None and it.tumor is not None and it.id not in seen_ids]
-    if len(evaluable) >= 4:
-        y = np.asarray([it.tumor for it in evaluable])
-        p = np.asarray([it.heat.probability for it in evaluable])  # type: ignore[union-attr]
-        overall_acc = float(((p >= 0.5).astype(int) == y).mean())
-        overall_auc = auc(y, p)
-        worst: list[dict[str, object]] = []
-        tables: dict[str, object] = {}
-        for col in GROUP_COLUMNS:
-            if col != "patient" and not any(it.meta.get(col) for it in evaluable):
-                continue
-            rows = group_performance(evaluable, col, int(th.setting("bootstrap")), int(th.setting("seed")))
-            if len(rows) < 2:
-                continue
-            tables[col] = rows
-            for r in rows:
-                if "auc" in r and math.isfinite(overall_auc):
-                    hi = r["auc_ci"][1]  # type: ignore[index]
-                    if math.isfinite(hi) and hi < overall_auc:
-                        gap_auc = overall_auc - float(r["auc"])  # type: ignore[arg-type]
-                        worst.append({"column": col, **r, "gap": gap_auc, "metric": "auc"})
-                hi_acc = r["accuracy_ci"][1]  # type: ignore[index]
-                if hi_acc < overall_acc:
-                    gap_acc = overall_acc - float(r["accuracy"])  # type: ignore[arg-type]
-                    worst.append({"column": col, **r, "gap": gap_acc, "metric": "accuracy"})
-        worst.sort(key=lambda r: -float(r["gap"]))  # type: ignore[arg-type]
-        gap = float(worst[0]["gap"]) if worst else 0.0  # type: ignore[arg-type]
-        sev, thr = th.grade("sampling.group_performance", gap)
-        out.append(
-            BiasFinding(
-                family="sampling",
-                check="sampling.group_performance",
-                metric="largest drop of a group's AUC/accuracy below the overall value (group CI entirely below)",
-                value=gap,
-                threshold=thr,
-                severity=sev,
-                message=(
-                    f"Overall on {len(evaluable)} items not used for training: AUC {overall_auc:.3f}, "
-                    f"accuracy {overall_acc:.3f}. "
-                    + (
-                        "Worse groups: "
-                        + "; ".join(
-                            f"{w['column']}={w['group']} {w['metric']} "
-                            f"{float(w[str(w['metric'])]):.2f} (n={w['n']})"  # type: ignore[arg-type]
-                            for w in worst[:5]
-                        )
-                        + "."
-                        if worst
-                        else "No group is significantly worse."
-                    )
-                ),
-                items=tuple(
-                    it.id
-                    for it in evaluable
-                    if worst and (it.meta.get(str(worst[0]["column"])) or it.id) == worst[0]["group"]
-                )[:50],
-                details={
-                    "overall_auc": overall_auc,
-                    "overall_accuracy": overall_acc,
-                    "n": len(evaluable),
-                    "excluded_seen_in_training": len([it for it in items if it.id in seen_ids]),
-                    "worse_groups": worst[:20],
-                    "groups": tables,
-                },
+    if len(evaluable) < 4:
+        return []
+    y = np.asarray([it.tumor for it in evaluable])
+    p = np.asarray([it.heat.probability for it in evaluable])  # type: ignore[union-attr]
+    overall_acc = float(((p >= 0.5).astype(int) == y).mean())
+    overall_auc = auc(y, p)
+    worst, tables = _worse_groups(evaluable, ctx.thresholds, overall_acc, overall_auc)
+    message = (
+        f"Overall on {len(evaluable)} items not used for training: AUC {overall_auc:.3f}, "
+        + (
+            f"accuracy {overall_acc:.3f}. "
+            + (
+                "Worse groups: "
+                + "; ".join(
+                    f"{w['column']}={w['group']} {w['metric']} {float(w[str(w['metric'])]):.2f} (n={w['n']})"  # type: ignore[arg-type]
+                    for w in worst[:5]
+                )
+                + "."
+                if worst
+                else "No group is significantly worse."
             )
         )
-    return out
+    )
+    return [
+        graded(
+            ctx.thresholds,
+            "sampling",
+            "sampling.group_performance",
+            "largest drop of a group's AUC/accuracy below the overall value (group CI entirely below)",
+            float(worst[0]["gap"]) if worst else 0.0,  # type: ignore[arg-type]
+            message,
+            items=tuple(
+                it.id
+                for it in evaluable
+                if worst and (it.meta.get(str(worst[0]["column"])) or it.id) == worst[0]["group"]
+            )[:50],
+            details={
+                "overall_auc": overall_auc,
+                "overall_accuracy": overall_acc,
+                "n": len(evaluable),
+                "excluded_seen_in_training": len([it for it in items if it.id in seen_ids]),
+                "worse_groups": worst[:20],
+                "groups": tables,
+            },
+        )
+    ]

@@ -14,6 +14,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy.sparse import csgraph
@@ -23,8 +24,10 @@ from threadpoolctl import threadpool_limits
 
 from pathxai.audit.cohort import AuditItem
 from pathxai.audit.findings import BiasFinding, Region, Thresholds
+from pathxai.audit.grade import graded
+from pathxai.audit.registry import CheckContext, register_check, run_checks
 
-__all__ = ["SprayResult", "check", "cluster_heatmaps", "compute"]
+__all__ = ["SprayResult", "check", "cluster_heatmaps", "compute", "result_of"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,13 @@ def compute(
     )
 
 
+def result_of(ctx: CheckContext) -> SprayResult | None:
+    """:func:`compute` on ``ctx``'s items with their artifact masks (once per context)."""
+    from pathxai.audit.artifacts import masks_of
+
+    return ctx.memo("spray.result", lambda: compute(ctx.items, masks_of(ctx), ctx.thresholds))
+
+
 def check(
     items: Sequence[AuditItem],
     thresholds: Thresholds | None = None,
@@ -191,81 +201,104 @@ def check(
         One finding per attribute (``sampling.spray:<attribute>``; ``artifact`` uses the
         class-correlated family), empty when there are too few heatmaps.
     """
-    th = thresholds or Thresholds()
-    res = result if result is not None else compute(items, artifact_masks, th)
+    ctx = CheckContext(items, thresholds or Thresholds())
+    ctx.provide("artifacts.masks", artifact_masks or {})
+    if result is not None:
+        ctx.provide("spray.result", result)
+    return run_checks(ctx, module=__name__)
+
+
+def _dominated(res: SprayResult, key: str, min_size: int) -> dict[str, object] | None:
+    """The cluster most dominated by one value of attribute ``key`` (``None`` when none qualifies)."""
+    n = len(res.labels)
+    overall = Counter(a[key] for a in res.attributes)
+    best: dict[str, object] | None = None
+    for c in range(res.k):
+        sel = np.nonzero(res.labels == c)[0]
+        if len(sel) < min_size:
+            continue
+        cnt = Counter(res.attributes[i][key] for i in sel)
+        for value, cc in cnt.items():
+            if key == "artifact" and value == "none":
+                continue
+            share = cc / len(sel)
+            if key == "artifact":
+                # an artifact has no business in any tumour strategy: compare with its share of
+                # all explained patches, however common it is
+                base = float(res.artifact_base.get(value, overall[value] / n))
+                if share < 1.2 * base or share < 0.5:
+                    continue
+            else:
+                base = overall[value] / n
+                if base > 0.5 or share < 1.5 * base or share < 0.5:
+                    continue
+            if best is None or share > float(best["share"]):  # type: ignore[arg-type]
+                best = {"cluster": c, "value": value, "share": share, "overall": base, "size": len(sel)}
+    return best
+
+
+def _cluster_evidence(
+    items: Sequence[AuditItem], res: SprayResult, cluster: int
+) -> tuple[list[str], list[Region]]:
+    """Ids and patch regions of the 20 most typical members of ``cluster``."""
+    regions: list[Region] = []
+    ids: list[str] = []
+    sel = np.nonzero(res.labels == cluster)[0]
+    sel = sel[np.argsort(res.centrality[sel])]
+    for m in sel[:20]:
+        i, j = res.members[int(m)]
+        it = items[i]
+        p = it.heat.patches[j]  # type: ignore[union-attr]
+        x, y, w, h = it.l0_box(p.y, p.x, p.y + p.size, p.x + p.size)
+        regions.append(Region(it.id, x, y, w, h, f"SpRAy cluster {cluster}", p.probability))
+        if it.id not in ids:
+            ids.append(it.id)
+    return ids, regions
+
+
+def _spray_message(head: str, key: str, best: dict[str, object] | None, sev: str) -> str:
+    if best is None:
+        return f"{head}; none is dominated by one {key}."
+    return (
+        f"{head} (eigengap). Cluster {best['cluster']} ({best['size']} patches) is "
+        f"{float(best['share']):.0%} {key} '{best['value']}' "  # type: ignore[arg-type]
+        f"(overall {float(best['overall']):.0%}): "  # type: ignore[arg-type]
+        + (
+            f"the model has a strategy tied to this {key}; inspect the montage."
+            if sev != "info"
+            else "below the reporting threshold."
+        )
+    )
+
+
+@register_check("sampling.spray")
+def check_spray(ctx: CheckContext) -> list[BiasFinding]:
+    """Per attribute (``sampling.spray:<artifact|site|scanner|patient>``): the most dominated heatmap cluster."""
+    res = result_of(ctx)
     if res is None:
         return []
     n = len(res.labels)
-    min_size = max(int(th.setting("spray_min_cluster")), int(0.05 * n))
+    min_size = max(int(ctx.thresholds.setting("spray_min_cluster")), int(0.05 * n))
     findings = []
     for key in ("artifact", "site", "scanner", "patient"):
-        overall = Counter(a[key] for a in res.attributes)
-        if key != "artifact" and len(overall) < 2:
+        if key != "artifact" and len({a[key] for a in res.attributes}) < 2:
             continue
-        best: dict[str, object] | None = None
-        for c in range(res.k):
-            sel = np.nonzero(res.labels == c)[0]
-            if len(sel) < min_size:
-                continue
-            cnt = Counter(res.attributes[i][key] for i in sel)
-            for value, cc in cnt.items():
-                if key == "artifact" and value == "none":
-                    continue
-                share = cc / len(sel)
-                if key == "artifact":
-                    # an artifact has no business in any tumour strategy: compare with its share of
-                    # all explained patches, however common it is
-                    base = float(res.artifact_base.get(value, overall[value] / n))
-                    if share < 1.2 * base or share < 0.5:
-                        continue
-                else:
-                    base = overall[value] / n
-                    if base > 0.5 or share < 1.5 * base or share < 0.5:
-                        continue
-                if best is None or share > float(best["share"]):  # type: ignore[arg-type]
-                    best = {"cluster": c, "value": value, "share": share, "overall": base, "size": len(sel)}
-        check_name = "sampling.spray"
-        top = float(best["share"]) if best else 0.0  # type: ignore[arg-type]
-        sev, thr = th.grade(check_name, top) if best else ("info", None)
-        if key == "patient" and sev == "high":  # a patient-specific strategy is a lead, not a verdict
-            sev, thr = "medium", th.rule(check_name).medium
-        regions: list[Region] = []
-        ids: list[str] = []
-        if best:
-            sel = np.nonzero(res.labels == int(best["cluster"]))[0]  # type: ignore[call-overload]
-            sel = sel[np.argsort(res.centrality[sel])]
-            for m in sel[:20]:
-                i, j = res.members[int(m)]
-                it = items[i]
-                p = it.heat.patches[j]  # type: ignore[union-attr]
-                x, y, w, h = it.l0_box(p.y, p.x, p.y + p.size, p.x + p.size)
-                regions.append(Region(it.id, x, y, w, h, f"SpRAy cluster {best['cluster']}", p.probability))
-                if it.id not in ids:
-                    ids.append(it.id)
+        best = _dominated(res, key, min_size)
+        ids, regions = _cluster_evidence(ctx.items, res, int(best["cluster"])) if best else ([], [])  # type: ignore[call-overload]
+        head = f"SpRAy found {res.k} explanation strategies among {n} tumour-class patch heatmaps"
         findings.append(
-            BiasFinding(
-                family="class-correlated" if key == "artifact" else "sampling",
-                check=f"{check_name}:{key}",
-                metric=f"share of the most {key}-dominated heatmap cluster held by one {key} value",
-                value=top,
-                threshold=thr,
-                severity=sev,
-                message=(
-                    f"SpRAy found {res.k} explanation strategies among {n} tumour-class patch heatmaps "
-                    f"(eigengap). Cluster {best['cluster']} ({best['size']} patches) is "
-                    f"{float(best['share']):.0%} {key} '{best['value']}' "  # type: ignore[arg-type]
-                    f"(overall {float(best['overall']):.0%}): "  # type: ignore[arg-type]
-                    + (
-                        f"the model has a strategy tied to this {key}; inspect the montage."
-                        if sev != "info"
-                        else "below the reporting threshold."
-                    )
-                    if best
-                    else f"SpRAy found {res.k} explanation strategies among {n} tumour-class patch heatmaps; "
-                    f"none is dominated by one {key}."
-                ),
-                items=tuple(ids),
-                regions=tuple(regions),
+            graded(
+                ctx.thresholds,
+                "class-correlated" if key == "artifact" else "sampling",
+                f"sampling.spray:{key}",
+                f"share of the most {key}-dominated heatmap cluster held by one {key} value",
+                float(best["share"]) if best else 0.0,  # type: ignore[arg-type]
+                partial(_spray_message, head, key, best),
+                grade=best is not None,
+                # a patient-specific strategy is a lead, not a verdict
+                cap="medium" if key == "patient" else None,
+                items=ids,
+                regions=regions,
                 details={"k": res.k, "eigenvalues": res.eigenvalues.tolist(), "best": best or {}},
             )
         )

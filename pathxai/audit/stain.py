@@ -23,10 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.color import rgb2hed
 
-from pathxai.audit.cohort import AuditItem, group_values
-from pathxai.audit.findings import BiasFinding, Region, Thresholds
-from pathxai.audit.pixels import background_mask, optical_density
+from pathxai.audit.cohort import AuditItem, group_values, whole_region
+from pathxai.audit.findings import BiasFinding, Thresholds
+from pathxai.audit.grade import graded
+from pathxai.audit.registry import CheckContext, register_check, run_checks
 from pathxai.audit.stats import ProbeResult, cv_probe
+from pathxai.pixels import background_mask, macenko_stain_vectors, optical_density
 
 __all__ = [
     "FEATURE_NAMES",
@@ -35,6 +37,7 @@ __all__ = [
     "check_sensitivity",
     "estimate_stain_vectors",
     "stain_features",
+    "stats_of",
 ]
 
 #: Names of the per-item stain features, in column order.
@@ -58,41 +61,9 @@ FEATURE_NAMES = (
 Predictor = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 
-def estimate_stain_vectors(od: np.ndarray, beta: float = 0.15, alpha: float = 1.0) -> np.ndarray:
-    """Macenko-style H and E stain vectors from optical densities.
-
-    Parameters
-    ----------
-    od
-        ``(N, 3)`` optical densities of tissue pixels.
-    beta
-        Pixels with any channel's OD below this are ignored (too transparent).
-    alpha
-        Percentile of the robust extreme angles.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(2, 3)`` unit vectors, haematoxylin first (the one with the larger red OD).
-
-    Raises
-    ------
-    ValueError
-        If fewer than 50 pixels are stained enough.
-    """
-    px = od[np.all(od > beta, axis=1)]
-    if len(px) < 50:
-        raise ValueError(f"only {len(px)} stained pixels; cannot estimate stain vectors")
-    _, vecs = np.linalg.eigh(np.cov(px.T))
-    plane = vecs[:, 1:3]
-    proj = px @ plane
-    phi = np.arctan2(proj[:, 1], proj[:, 0])
-    lo, hi = np.percentile(phi, alpha), np.percentile(phi, 100 - alpha)
-    v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
-    v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
-    he = np.array([v1, v2]) if v1[0] > v2[0] else np.array([v2, v1])
-    he = he * np.sign(he.sum(axis=1, keepdims=True))
-    return he / np.linalg.norm(he, axis=1, keepdims=True)
+#: Macenko H and E stain vectors from ``(N, 3)`` optical densities (the one implementation lives in
+#: :func:`pathxai.pixels.macenko_stain_vectors`; kept here under the audit's name).
+estimate_stain_vectors = macenko_stain_vectors
 
 
 def stain_features(img: np.ndarray, max_pixels: int = 200_000, seed: int = 0) -> np.ndarray:
@@ -211,115 +182,102 @@ def compute(items: Sequence[AuditItem], thresholds: Thresholds) -> StainStats:
     return StainStats(tuple(it.id for it in items), feats, z, probes)
 
 
-def _whole(item: AuditItem, label: str, score: float | None = None) -> Region:
-    h, w = item.image.shape[:2]
-    x, y, ww, hh = item.l0_box(0, 0, h, w)
-    return Region(item.id, x, y, ww, hh, label, score)
+def stats_of(ctx: CheckContext) -> StainStats:
+    """:func:`compute` on ``ctx``'s items (once per context)."""
+    return ctx.memo("stain.stats", lambda: compute(ctx.items, ctx.thresholds))
 
 
 def check(
     items: Sequence[AuditItem], thresholds: Thresholds | None = None, stats: StainStats | None = None
 ) -> list[BiasFinding]:
-    """Stain outliers and stain-shortcut probes.
+    """Stain outliers and stain-shortcut probes (``stats``: a precomputed :func:`compute` result)."""
+    ctx = CheckContext(items, thresholds or Thresholds())
+    if stats is not None:
+        ctx.provide("stain.stats", stats)
+    return run_checks(ctx, ["stain.outliers", "stain.probe"])
 
-    Parameters
-    ----------
-    items
-        The cohort.
-    thresholds
-        Severity rules (defaults when ``None``).
-    stats
-        Precomputed :func:`compute` result (computed when ``None``).
 
-    Returns
-    -------
-    list[BiasFinding]
-    """
-    th = thresholds or Thresholds()
-    st = stats or compute(items, th)
-    findings: list[BiasFinding] = []
-    if not items:
-        return findings
-    # --- outliers -------------------------------------------------------------------------
+@register_check("stain.outliers", family="dataset")
+def check_outliers(ctx: CheckContext) -> list[BiasFinding]:
+    """Items with a stain feature beyond 4 robust SD of the cohort median."""
+    from collections import Counter
+
+    items, st = ctx.items, stats_of(ctx)
     zmax = np.nanmax(np.abs(np.where(np.isfinite(st.robust_z), st.robust_z, 0.0)), axis=1)
     cut = 4.0
     out_idx = [int(i) for i in np.argsort(-zmax) if zmax[i] > cut]
-    frac = len(out_idx) / len(items)
-    sev, thr = th.grade("stain.outliers", frac)
     worst_feat = {
         items[i].id: OUTLIER_NAMES[int(np.nanargmax(np.abs(np.nan_to_num(st.robust_z[i]))))] for i in out_idx
     }
-    from collections import Counter
-
     by_feature = Counter(worst_feat.values()).most_common(3)
-    findings.append(
-        BiasFinding(
-            family="dataset",
-            check="stain.outliers",
-            metric=f"fraction of items with a stain feature beyond {cut:g} robust SD",
-            value=frac,
-            threshold=thr,
-            severity=sev,
-            message=(
-                f"{len(out_idx)} of {len(items)} items have unusual staining "
-                f"(stain-vector angle, H/E concentration or background more than {cut:g} robust SD "
-                "from the cohort median); mostly "
-                + ", ".join(f"{name.replace('_', ' ')} ({n})" for name, n in by_feature)
-                + ". Many outliers on one feature usually mean several staining batches (see the stain scatter)."
-                if out_idx
-                else "No item's staining stands out from the cohort."
-            ),
+    return [
+        graded(
+            ctx.thresholds,
+            "dataset",
+            "stain.outliers",
+            f"fraction of items with a stain feature beyond {cut:g} robust SD",
+            len(out_idx) / len(items),
+            f"{len(out_idx)} of {len(items)} items have unusual staining "
+            f"(stain-vector angle, H/E concentration or background more than {cut:g} robust SD "
+            "from the cohort median); mostly "
+            + ", ".join(f"{name.replace('_', ' ')} ({n})" for name, n in by_feature)
+            + ". Many outliers on one feature usually mean several staining batches (see the stain scatter)."
+            if out_idx
+            else "No item's staining stands out from the cohort.",
             items=tuple(items[i].id for i in out_idx),
-            regions=tuple(_whole(items[i], "stain outlier", float(zmax[i])) for i in out_idx[:50]),
+            regions=tuple(whole_region(items[i], "stain outlier", float(zmax[i])) for i in out_idx[:50]),
             details={"outlier_feature": worst_feat, "robust_z_cut": cut},
         )
+    ]
+
+
+def _probe_message(name: str, res: ProbeResult, significant: bool) -> str:
+    if name == "label":
+        lo = res.ci[0] if res.ci else float("nan")
+        return (
+            f"Colour/stain features alone predict the label of unseen patients with AUC "
+            f"{res.value:.2f} (95% CI lower bound {lo:.2f}, permutation p={res.p_value:.3f}). "
+            + (
+                "A model can reach part of its accuracy from staining instead of morphology; "
+                "check the stain-sensitivity finding and consider stain normalisation/augmentation."
+                if significant
+                else "Not better than chance at the chosen significance level."
+            )
+        )
+    return (
+        f"Colour/stain features identify the {name} with normalised balanced accuracy "
+        f"{res.value:.2f} (0 = chance, 1 = perfect; permutation p={res.p_value:.3f}). "
+        + (
+            f"Each {name} has its own stain fingerprint; if {name} and label are related, "
+            "colour becomes a shortcut."
+            if significant
+            else "No clear stain fingerprint."
+        )
     )
-    # --- probes ---------------------------------------------------------------------------
-    alpha = th.setting("alpha")
-    for name, res in st.probes.items():
-        key = f"stain.probe.{name}"
-        significant = res.p_value <= alpha
-        sev, thr = th.grade(key, res.value) if significant else ("info", None)
-        family = "class-correlated" if name == "label" else "dataset"
-        if name == "label":
-            lo = res.ci[0] if res.ci else float("nan")
-            msg = (
-                f"Colour/stain features alone predict the label of unseen patients with AUC "
-                f"{res.value:.2f} (95% CI lower bound {lo:.2f}, permutation p={res.p_value:.3f}). "
-                + (
-                    "A model can reach part of its accuracy from staining instead of morphology; "
-                    "check the stain-sensitivity finding and consider stain normalisation/augmentation."
-                    if significant
-                    else "Not better than chance at the chosen significance level."
-                )
-            )
-        else:
-            msg = (
-                f"Colour/stain features identify the {name} with normalised balanced accuracy "
-                f"{res.value:.2f} (0 = chance, 1 = perfect; permutation p={res.p_value:.3f}). "
-                + (
-                    f"Each {name} has its own stain fingerprint; if {name} and label are related, "
-                    "colour becomes a shortcut."
-                    if significant
-                    else "No clear stain fingerprint."
-                )
-            )
+
+
+@register_check("stain.probe")
+def check_probes(ctx: CheckContext) -> list[BiasFinding]:
+    """Per target (``stain.probe.<label|site|scanner|patient>``): a stain-only classifier's cross-validated score."""
+    out = []
+    for name, res in stats_of(ctx).probes.items():
+        significant = res.p_value <= ctx.thresholds.setting("alpha")
         order = np.argsort(-np.abs(res.scores - 0.5)) if res.scores.size else np.zeros(0, int)
-        kept_ids = [it.id for it, k in zip(items, res.kept, strict=True) if k]
-        findings.append(
-            BiasFinding(
-                family=family,  # type: ignore[arg-type]
-                check=key,
-                metric=f"cross-validated {res.metric} of a stain-only logistic regression predicting {name}",
-                value=res.value,
-                threshold=thr,
-                severity=sev,
-                message=msg,
+        kept_ids = [it.id for it, k in zip(ctx.items, res.kept, strict=True) if k]
+        out.append(
+            graded(
+                ctx.thresholds,
+                "class-correlated" if name == "label" else "dataset",
+                f"stain.probe.{name}",
+                f"cross-validated {res.metric} of a stain-only logistic regression predicting {name}",
+                res.value,
+                _probe_message(name, res, significant),
+                grade=significant,
                 items=tuple(kept_ids[int(i)] for i in order[:20]),
                 details=res.to_dict(),
             )
         )
-    return findings
+    return out
 
 
 def _normaliser(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -334,6 +292,28 @@ def _normaliser(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
             return img
 
     return run
+
+
+def _stain_variants(
+    imgs: Sequence[np.ndarray],
+    predict: Predictor,
+    reference: np.ndarray | None,
+    seed: int,
+    n_jitter: int,
+    sigma: float,
+    bias: float,
+) -> dict[str, np.ndarray]:
+    """Predictions under ``n_jitter`` seeded HED jitters and, with a reference, Macenko normalisation."""
+    from pathxai.model.augment import hed_jitter
+
+    variants: dict[str, np.ndarray] = {}
+    for k in range(n_jitter):
+        r = np.random.default_rng([seed, k])
+        variants[f"hed_jitter_{k}"] = np.asarray(predict([hed_jitter(im, r, sigma, bias) for im in imgs]))
+    if reference is not None:
+        norm = _normaliser(reference)
+        variants["macenko_to_reference"] = np.asarray(predict([norm(im) for im in imgs]))
+    return variants
 
 
 def check_sensitivity(
@@ -365,33 +345,24 @@ def check_sensitivity(
     tuple[list[BiasFinding], dict]
         The finding and a JSON-ready table (per item: baseline and perturbed probabilities).
     """
-    from pathxai.model.augment import hed_jitter
-
     th = thresholds or Thresholds()
     if not items:
         return [], {}
-    rng = np.random.default_rng(int(th.setting("seed")))
-    n_max = int(th.setting("sensitivity_images"))
+    seed = int(th.setting("seed"))
     idx = np.arange(len(items))
-    if len(idx) > n_max:
-        idx = np.sort(rng.choice(idx, n_max, replace=False))
+    if len(idx) > int(th.setting("sensitivity_images")):
+        idx = np.sort(
+            np.random.default_rng(seed).choice(idx, int(th.setting("sensitivity_images")), replace=False)
+        )
     imgs = [items[int(i)].image for i in idx]
     base = np.asarray(predict(imgs), dtype=np.float64)
-    variants: dict[str, np.ndarray] = {}
-    for k in range(n_jitter):
-        r = np.random.default_rng([int(th.setting("seed")), k])
-        variants[f"hed_jitter_{k}"] = np.asarray(predict([hed_jitter(im, r, sigma, bias) for im in imgs]))
-    if reference is not None:
-        norm = _normaliser(reference)
-        variants["macenko_to_reference"] = np.asarray(predict([norm(im) for im in imgs]))
+    variants = _stain_variants(imgs, predict, reference, seed, n_jitter, sigma, bias)
     flips = np.zeros(len(idx), bool)
     max_delta = np.zeros(len(idx))
     for v in variants.values():
         # a flip counts only when the probability really moves (not 0.49 -> 0.51)
         flips |= ((v >= 0.5) != (base >= 0.5)) & (np.abs(v - base) >= 0.1)
         max_delta = np.maximum(max_delta, np.abs(v - base))
-    rate = float(flips.mean())
-    sev, thr = th.grade("stain.sensitivity", rate)
     order = np.argsort(-max_delta)
     table = {
         "ids": [items[int(i)].id for i in idx],
@@ -399,28 +370,37 @@ def check_sensitivity(
         **{k: v.tolist() for k, v in variants.items()},
         "settings": {"n_jitter": n_jitter, "sigma": sigma, "bias": bias, "reference": reference is not None},
     }
-    finding = BiasFinding(
-        family="dataset",
-        check="stain.sensitivity",
-        metric="fraction of items whose predicted class flips (|Δp| >= 0.1) under stain jitter or normalisation",
-        value=rate,
-        threshold=thr,
-        severity=sev,
-        message=(
-            f"{int(flips.sum())} of {len(idx)} items change predicted class when only the stain changes "
-            f"(HED jitter sigma={sigma:g}, bias={bias:g}"
-            + (
-                ", Macenko normalisation to the reference image"
-                if reference is not None
-                else "; no --reference image, so stain normalisation was not tested"
-            )
-            + f"); median |Δp| {float(np.median(max_delta)):.3f}, max {float(max_delta.max()):.3f}."
-        ),
+    finding = graded(
+        th,
+        "dataset",
+        "stain.sensitivity",
+        "fraction of items whose predicted class flips (|Δp| >= 0.1) under stain jitter or normalisation",
+        float(flips.mean()),
+        f"{int(flips.sum())} of {len(idx)} items change predicted class when only the stain changes "
+        f"(HED jitter sigma={sigma:g}, bias={bias:g}"
+        + (
+            ", Macenko normalisation to the reference image"
+            if reference is not None
+            else "; no --reference image, so stain normalisation was not tested"
+        )
+        + f"); median |Δp| {float(np.median(max_delta)):.3f}, max {float(max_delta.max()):.3f}.",
         items=tuple(items[idx[i]].id for i in order[:20] if max_delta[i] > 0.05),
-        regions=tuple(_whole(items[idx[i]], "stain-sensitive", float(max_delta[i])) for i in order[:10]),
+        regions=tuple(
+            whole_region(items[idx[i]], "stain-sensitive", float(max_delta[i])) for i in order[:10]
+        ),
         details={
             "mean_abs_delta": {k: float(np.mean(np.abs(v - base))) for k, v in variants.items()},
             "n": len(idx),
         },
     )
     return [finding], table
+
+
+@register_check("stain.sensitivity", family="dataset")
+def check_sensitivity_registered(ctx: CheckContext) -> list[BiasFinding]:
+    """:func:`check_sensitivity` when the context has a predictor; its table goes to ``ctx.tables``."""
+    if ctx.predict is None:
+        return []
+    findings, table = check_sensitivity(ctx.items, ctx.predict, ctx.reference, ctx.thresholds)
+    ctx.tables["stain_sensitivity"] = table
+    return findings

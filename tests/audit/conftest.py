@@ -13,7 +13,8 @@ from pathxai.audit.cohort import AuditItem
 from pathxai.manifest import ManifestRecord, read_manifest, resolve
 from pathxai.model import ModelCard
 from pathxai.model.architectures import CompactCNN
-from pathxai.model.datasets import read_rgb, rescale_to_mpp, tissue_fraction
+from pathxai.model.datasets import read_rgb, rescale_to_mpp
+from pathxai.pixels import tissue_fraction
 
 REPO = Path(__file__).resolve().parents[2]
 MPP = 2.48  # quarter of GlaS resolution: images ~194 x 130 px, fast
@@ -118,11 +119,11 @@ def with_heat(items: list[AuditItem], net: torch.nn.Module, card: ModelCard) -> 
     """Explain every item with LRP (tumour class) through the pipeline's tiling."""
     import dataclasses
 
+    from pathxai.audit.heat import heat_of_image
     from pathxai.explain import Explainer
-    from pathxai.pipeline.audit import explain_image
 
     with Explainer(net, "lrp", target_class=card.tumour_index) as ex:
-        return [dataclasses.replace(it, heat=explain_image(it.image, ex, card)) for it in items]
+        return [dataclasses.replace(it, heat=heat_of_image(it.image, ex, card)) for it in items]
 
 
 @pytest.fixture(scope="session")

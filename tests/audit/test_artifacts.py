@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy import ndimage as ndi
 
 from pathxai.audit import artifacts
@@ -10,6 +11,7 @@ def _by(findings, check):
     return next(f for f in findings if f.check == check)
 
 
+@pytest.mark.real_data
 def test_detectors_find_planted_ink_and_folds(glas_subset):
     _, imgs = glas_subset
     rng = np.random.default_rng(1)
@@ -25,6 +27,7 @@ def test_detectors_find_planted_ink_and_folds(glas_subset):
     assert not (det["fold"] & ~ndi.binary_dilation(band, iterations=4)).any()
 
 
+@pytest.mark.real_data
 def test_detectors_find_blur(glas_subset):
     from skimage.filters import gaussian
 
@@ -37,6 +40,7 @@ def test_detectors_find_blur(glas_subset):
     assert det["blur"][:, 120:].mean() < 0.05
 
 
+@pytest.mark.real_data
 def test_clean_glas_has_no_pen_or_blur(glas_subset):
     _, imgs = glas_subset
     for img in imgs:
@@ -45,6 +49,7 @@ def test_clean_glas_has_no_pen_or_blur(glas_subset):
             assert det[k].mean() < 0.005, k
 
 
+@pytest.mark.real_data
 def test_pen_on_tumour_images_fires_association_and_relevance(pen_cohort):
     items = pen_cohort["items"]
     fs = artifacts.check(items)
@@ -60,6 +65,7 @@ def test_pen_on_tumour_images_fires_association_and_relevance(pen_cohort):
     assert all(r.l0_x + r.l0_w <= 800 and r.l0_y + r.l0_h <= 540 for r in rel.regions)
 
 
+@pytest.mark.real_data
 def test_relevance_ratio_is_low_for_a_model_that_ignores_the_pen(glas_subset, pen_cohort, clean_model):
     from tests.audit.conftest import make_items, with_heat
 

@@ -1,5 +1,7 @@
 """Clean controls: unmodified real GlaS images must not produce a high-severity finding."""
 
+import pytest
+
 from pathxai.audit import artifacts, labels, sampling, spray, stain
 from pathxai.audit.findings import Thresholds
 from tests.audit.conftest import make_items, with_heat
@@ -7,6 +9,7 @@ from tests.audit.conftest import make_items, with_heat
 TH = Thresholds.from_mapping({"settings": {"permutations": 120, "bootstrap": 300}})
 
 
+@pytest.mark.real_data
 def test_model_free_checks_stay_quiet_on_clean_data(glas_subset):
     recs, imgs = glas_subset
     items = make_items(recs, imgs)
@@ -16,6 +19,7 @@ def test_model_free_checks_stay_quiet_on_clean_data(glas_subset):
     assert not high
 
 
+@pytest.mark.real_data
 def test_relevance_checks_stay_quiet_with_a_model_trained_on_clean_data(glas_subset, clean_model):
     recs, imgs = glas_subset
     net, card = clean_model

@@ -1,6 +1,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
 from pathxai.audit import labels
 from pathxai.audit.cohort import Heat
@@ -11,6 +12,7 @@ def _by(findings, check):
     return next(f for f in findings if f.check == check)
 
 
+@pytest.mark.real_data
 def test_shortcut_model_makes_pen_marked_benign_images_label_error_candidates(pen_cohort, glas_subset):
     """Benign images with the pen look 'tumour' to the shortcut model: they surface as candidates."""
     from tests.audit.conftest import make_items, with_heat
@@ -30,6 +32,7 @@ def test_shortcut_model_makes_pen_marked_benign_images_label_error_candidates(pe
     assert f.severity in ("low", "medium")  # candidates are capped at medium
 
 
+@pytest.mark.real_data
 def test_relevance_on_background_is_flagged_and_masks_are_measured(glas_subset):
     from tests.audit.conftest import make_items
 

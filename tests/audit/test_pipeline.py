@@ -43,6 +43,7 @@ def audit_run(tmp_path_factory, glas_dir, glas_subset, pen_cohort):
     return {"out": out, "args": args, "ids": ids, "tmp": tmp, "manifest": manifest, "model": model}
 
 
+@pytest.mark.real_data
 def test_report_json_schema(audit_run):
     d = json.loads((audit_run["out"] / "report.json").read_text())
     assert d["schema"] == "pathxai.audit/1"
@@ -63,6 +64,7 @@ def test_report_json_schema(audit_run):
     )
 
 
+@pytest.mark.real_data
 def test_html_is_self_contained(audit_run):
     html = (audit_run["out"] / "report.html").read_text()
     srcs = re.findall(r"""src=['"]([^'"]+)""", html)
@@ -73,6 +75,7 @@ def test_html_is_self_contained(audit_run):
     assert "Thresholds in force" in html
 
 
+@pytest.mark.real_data
 def test_geojson_and_no_partial_files(audit_run):
     out = audit_run["out"]
     gj = json.loads((out / "findings.geojson").read_text())
@@ -85,6 +88,7 @@ def test_geojson_and_no_partial_files(audit_run):
     assert len(list((out / "cache").glob("*.npz"))) == 10
 
 
+@pytest.mark.real_data
 def test_rerun_uses_the_cache(audit_run):
     out = audit_run["out"]
     before = json.loads((out / "report.json").read_text())
@@ -96,6 +100,7 @@ def test_rerun_uses_the_cache(audit_run):
     assert key(before) == key(after)
 
 
+@pytest.mark.real_data
 def test_domain_errors_are_one_line(audit_run, capsys, glas_dir):
     tmp = audit_run["tmp"]
     base = ["audit", "--data-root", str(glas_dir), "--model", "none", "--out", str(tmp / "e"), "--quiet"]

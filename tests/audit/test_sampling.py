@@ -1,6 +1,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
 from pathxai.audit import sampling
 from pathxai.audit.cohort import Heat
@@ -11,6 +12,7 @@ def _by(findings, check):
     return next(f for f in findings if f.check == check)
 
 
+@pytest.mark.real_data
 def test_real_glas_splits_are_clean(glas_subset):
     recs, imgs = glas_subset
     fs = sampling.check(make_items(recs, imgs))
@@ -19,6 +21,7 @@ def test_real_glas_splits_are_clean(glas_subset):
     assert "Only one site" in _by(fs, "sampling.missing_cells").message
 
 
+@pytest.mark.real_data
 def test_patient_in_two_splits_is_leakage(glas_subset):
     recs, imgs = glas_subset
     # one image of a training patient moved to test
@@ -30,6 +33,7 @@ def test_patient_in_two_splits_is_leakage(glas_subset):
     assert pat in f.details["leaked_patients"]
 
 
+@pytest.mark.real_data
 def test_grade_missing_from_training_is_unseen(glas_subset):
     recs, imgs = glas_subset
     # every 'poorly differentiated' image goes to test: training never sees the grade
@@ -41,6 +45,7 @@ def test_grade_missing_from_training_is_unseen(glas_subset):
     assert set(f.items) == set(over)
 
 
+@pytest.mark.real_data
 def test_removed_class_at_a_site_is_a_missing_cell(glas_subset):
     recs, imgs = glas_subset
     over = {r.id: {"site": "Other hospital"} for r in recs[:8]}  # first 8 are all tumour
@@ -55,6 +60,7 @@ def test_removed_class_at_a_site_is_a_missing_cell(glas_subset):
     } in f.details["missing"]
 
 
+@pytest.mark.real_data
 def test_group_performance_flags_the_bad_group(glas_subset):
     recs, imgs = glas_subset
     rng = np.random.default_rng(0)
@@ -75,6 +81,7 @@ def test_group_performance_flags_the_bad_group(glas_subset):
     assert _by(fs, "sampling.group_performance").details["n"] == len(items) - 30
 
 
+@pytest.mark.real_data
 def test_counts_table_and_imbalance(glas_subset):
     recs, imgs = glas_subset
     items = make_items(recs[:25], imgs[:25])  # 20 tumour, 5 non-tumour

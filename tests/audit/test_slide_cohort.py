@@ -28,6 +28,7 @@ def slide_cohort(tmp_path_factory, pen_cohort):
     return {"tmp": tmp, "data": data, "model": model, "heat": heat, "manifest": manifest}
 
 
+@pytest.mark.real_data
 def test_slide_cohort_with_heatmap_stores(slide_cohort):
     c = slide_cohort
     rep = audit(
@@ -45,6 +46,7 @@ def test_slide_cohort_with_heatmap_stores(slide_cohort):
         assert r["l0_x"] + r["l0_w"] <= w + 2 and r["l0_y"] + r["l0_h"] <= h + 2
 
 
+@pytest.mark.real_data
 def test_slide_cohort_without_heatmaps_notes_the_skip(slide_cohort):
     c = slide_cohort
     rep = audit(c["manifest"], c["data"], model=None, out=c["tmp"] / "free", progress=False)
@@ -53,6 +55,7 @@ def test_slide_cohort_without_heatmaps_notes_the_skip(slide_cohort):
     assert not rep.find("artifact.relevance") and rep.find("stain.outliers")
 
 
+@pytest.mark.real_data
 def test_missing_store_is_a_clear_error(slide_cohort, tmp_path):
     c = slide_cohort
     empty = tmp_path / "noheat"

@@ -25,6 +25,7 @@ def test_too_few_maps():
         spray.cluster_heatmaps(np.zeros((3, 4, 4)))
 
 
+@pytest.mark.real_data
 def test_spray_on_shortcut_model_finds_a_pen_cluster(pen_cohort):
     from pathxai.audit import artifacts
     from pathxai.audit.findings import Thresholds

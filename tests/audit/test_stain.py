@@ -13,6 +13,7 @@ def _by(findings, check):
     return next(f for f in findings if f.check == check)
 
 
+@pytest.mark.real_data
 def test_stain_vectors_of_real_he(glas_subset):
     _, imgs = glas_subset
     f = stain.stain_features(imgs[0])
@@ -23,6 +24,7 @@ def test_stain_vectors_of_real_he(glas_subset):
     assert f[6] > 0 and f[8] > 0  # H and E concentrations
 
 
+@pytest.mark.real_data
 def test_stain_shift_of_mostly_tumour_patients_is_caught(glas_subset):
     recs, imgs = glas_subset
     # patients with mostly tumour images come from a "second lab" with another stain
@@ -62,6 +64,7 @@ def test_stain_shift_of_mostly_tumour_patients_is_caught(glas_subset):
     assert all(f.severity != "high" for f in clean), [(f.check, f.value) for f in clean]
 
 
+@pytest.mark.real_data
 def test_stain_outliers_flag_the_restained_images(glas_subset):
     recs, imgs = glas_subset
     odd = {recs[3].id, recs[25].id}
@@ -75,14 +78,15 @@ def test_stain_outliers_flag_the_restained_images(glas_subset):
     assert f.regions and f.regions[0].l0_w > 0
 
 
+@pytest.mark.real_data
 def test_sensitivity_uses_the_model(pen_cohort, he_reference):
+    from pathxai.audit.heat import image_predictor
     from pathxai.model.datasets import read_rgb
-    from pathxai.pipeline.audit import _predictor
 
     items = pen_cohort["items"][:6]
     th = Thresholds.from_mapping({"settings": {"sensitivity_images": 6}})
     calls = []
-    base = _predictor(pen_cohort["net"], pen_cohort["card"])
+    base = image_predictor(pen_cohort["net"], pen_cohort["card"])
 
     def predict(imgs):
         calls.append(len(imgs))
