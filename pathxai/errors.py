@@ -70,3 +70,11 @@ class AuditError(PathXAIError):
 
 class OutputLockedError(PathXAIError):
     """Another pathxai run holds the lock on this output directory."""
+
+
+class ConfinementError(PathXAIError):
+    """A requested path is not a file under the viewer's configured roots."""
+
+
+class DaskUnavailableError(PathXAIError):
+    """Dask (``distributed``) is not installed."""

@@ -11,14 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pathxai.errors import PathXAIError
+from pathxai.errors import DaskUnavailableError, PathXAIError
 from pathxai.pipeline.heatmap import HeatmapSettings, SlideJob, SlideResult, run_job
 
 __all__ = ["DaskUnavailableError", "run_on_dask"]
-
-
-class DaskUnavailableError(PathXAIError):
-    """Dask (``distributed``) is not installed."""
 
 
 def _task(job: SlideJob, out_dir: str, settings: HeatmapSettings) -> SlideResult:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
-from pathxai.viewer.paths import ConfinementError, Roots, resolve_under
+from pathxai.errors import ConfinementError
+from pathxai.viewer.paths import Roots, resolve_under
 
 __all__ = ["ConfinementError", "Roots", "resolve_under"]

@@ -16,13 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pathxai.errors import PathXAIError
+from pathxai.errors import ConfinementError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-class ConfinementError(PathXAIError):
-    """A requested path is not a file under the viewer's configured roots."""
 
 
 def _check_relative(rel: str) -> list[str]:
