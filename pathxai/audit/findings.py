@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pathxai.errors import AuditError
+from pathxai.jsonio import to_jsonable as json_safe
 
 __all__ = [
     "FAMILIES",
@@ -41,21 +42,6 @@ SEVERITIES = ("info", "low", "medium", "high")
 
 Family = Literal["dataset", "class-correlated", "sampling"]
 Severity = Literal["info", "low", "medium", "high"]
-
-
-def json_safe(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and non-finite floats into JSON-ready values."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, str):
-        return json_safe(obj.tolist())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 @dataclass(frozen=True)

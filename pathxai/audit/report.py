@@ -19,6 +19,7 @@ from typing import Any
 
 from pathxai.atomic import write_text_atomic
 from pathxai.audit.findings import FAMILIES, SEVERITIES, AuditReport, BiasFinding
+from pathxai.jsonio import write_json
 
 __all__ = ["geojson_features", "read_report", "render_html", "write_report"]
 
@@ -306,12 +307,10 @@ def write_report(report: AuditReport, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    written["json"] = write_text_atomic(
-        out / "report.json", json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n"
-    )
+    written["json"] = write_json(out / "report.json", report.to_dict(), indent=1)
     feats = geojson_features(report)
-    written["geojson"] = write_text_atomic(
-        out / "findings.geojson", json.dumps({"type": "FeatureCollection", "features": feats}) + "\n"
+    written["geojson"] = write_json(
+        out / "findings.geojson", {"type": "FeatureCollection", "features": feats}, indent=None
     )
     per: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for ft in feats:
@@ -319,9 +318,10 @@ def write_report(report: AuditReport, out_dir: str | Path) -> dict[str, Path]:
     from pathxai.audit.figures import safe_name
 
     for item, fs in per.items():
-        write_text_atomic(
+        write_json(
             out / "geojson" / f"{safe_name(item)}.geojson",
-            json.dumps({"type": "FeatureCollection", "features": fs}) + "\n",
+            {"type": "FeatureCollection", "features": fs},
+            indent=None,
         )
     written["html"] = write_text_atomic(out / "report.html", render_html(report, out))
     for path in written.values():

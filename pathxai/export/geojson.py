@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from skimage import measure
 
-from pathxai.atomic import write_text_atomic
 from pathxai.errors import StoreError
+from pathxai.jsonio import write_json
 
 __all__ = ["mask_features", "read_geojson", "write_geojson"]
 
@@ -127,7 +127,7 @@ def mask_features(
 def write_geojson(path: str | Path, features: Sequence[Mapping[str, Any]], **collection: Any) -> Path:
     """Write a ``FeatureCollection`` atomically (extra keyword fields go on the collection)."""
     doc = {"type": "FeatureCollection", **collection, "features": list(features)}
-    return write_text_atomic(path, json.dumps(doc, separators=(",", ":")))
+    return write_json(path, doc, indent=None, compact=True, newline=False)
 
 
 def read_geojson(path: str | Path) -> list[dict[str, Any]]:

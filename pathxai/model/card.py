@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathxai.errors import ModelError
+from pathxai.jsonio import dumps_json
 
 __all__ = ["CARD_FILENAME", "WEIGHTS_FILENAME", "ModelCard"]
 
@@ -104,7 +105,7 @@ class ModelCard:
 
     def to_json(self) -> str:
         """Serialise to indented, key-sorted JSON text."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        return dumps_json(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:

@@ -26,8 +26,9 @@ from safetensors.torch import save as st_save
 from torch import nn
 from tqdm.auto import tqdm
 
-from pathxai.atomic import write_bytes_atomic, write_text_atomic
+from pathxai.atomic import write_bytes_atomic
 from pathxai.errors import ModelError
+from pathxai.jsonio import write_json
 from pathxai.model.architectures import build_model
 from pathxai.model.datasets import PatchDataset
 from pathxai.model.io import sha256_bytes, state_dict_bytes
@@ -184,7 +185,7 @@ def _save_checkpoint(
         "model_sha256": sha256_bytes(mbytes),
         "optim_sha256": sha256_bytes(obytes),
     }
-    write_text_atomic(ckpt_dir / CKPT_STATE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    write_json(ckpt_dir / CKPT_STATE, state, sort_keys=True)
 
 
 def _load_checkpoint(

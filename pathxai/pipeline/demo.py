@@ -20,7 +20,6 @@ rerun after an interruption continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import sys
 import time
@@ -38,6 +37,7 @@ from pathxai.atomic import write_text_atomic
 from pathxai.data import DEMO_DATASET, fetch
 from pathxai.errors import PathXAIError
 from pathxai.explain import Explainer
+from pathxai.jsonio import write_json
 from pathxai.model import load_model_with_card, preprocess, save_model
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.pipeline.slides import tile_to_file
@@ -250,17 +250,9 @@ def prune_on_slide(
         "command": "pathxai demo",
         "pathxai_version": __version__,
     }
-    write_text_atomic(
-        out_dir / "pruning.json", json.dumps(report, indent=2, sort_keys=True, default=_num) + "\n"
-    )
+    write_json(out_dir / "pruning.json", report, sort_keys=True)
     load_model_with_card(out_dir)  # the saved model must load back (verified card + channel plan)
     return report
-
-
-def _num(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _audit(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> tuple[dict[str, str], str | None]:
@@ -377,9 +369,7 @@ def run_demo(
         steps.update()
     finally:
         steps.close()
-    write_text_atomic(
-        out / "pathxai-view.json", json.dumps({"slide_roots": [str(slide_path.parent)]}, indent=2) + "\n"
-    )
+    write_json(out / "pathxai-view.json", {"slide_roots": [str(slide_path.parent)]})
     res.timings["total"] = sum(v for k, v in res.timings.items() if k != "total")
-    write_text_atomic(out / "demo.json", json.dumps(res.to_dict(), indent=2) + "\n")
+    write_json(out / "demo.json", res.to_dict())
     return res

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from pathxai import __version__
-from pathxai.atomic import write_text_atomic
 from pathxai.errors import PathXAIError, ResolutionError, StoreError, StoreMismatchError
 from pathxai.geometry import Grid
+from pathxai.jsonio import write_json
 from pathxai.pipeline.explain_pool import (
     ExplainedBatch,
     ExplainPool,
@@ -489,7 +489,7 @@ def heatmap_slide(
                     summary = _summary(
                         paths["h5"], {"timings": timings, "note": "exports completed on resume"}
                     )
-                    write_text_atomic(paths["json"], _json(summary))
+                    write_json(paths["json"], summary)
                 summary = _load_json(paths["json"])
                 return SlideResult(job.slide_id, job.path, "skipped", _str_paths(paths), summary)
         # A daemonic process (e.g. a Dask worker) may not start children: compute in-process there.
@@ -550,14 +550,8 @@ def heatmap_slide(
         "pathxai_version": __version__,
     }
     summary = _summary(paths["h5"], extra)
-    write_text_atomic(paths["json"], _json(summary))
+    write_json(paths["json"], summary)
     return SlideResult(job.slide_id, job.path, "done", _str_paths(paths), summary)
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, default=float) + "\n"
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -682,9 +676,7 @@ def heatmap_batch(
             if r.status == "failed"
         ]
         fpath = out / "failures.json"
-        write_text_atomic(
-            fpath, _json({"n_slides": len(results), "n_failed": len(failures), "failures": failures})
-        )
+        write_json(fpath, {"n_slides": len(results), "n_failed": len(failures), "failures": failures})
     order = {j.slide_id: i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: order.get(r.slide_id, len(order)))
     return BatchResult(results, fpath)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, PruneError
 from pathxai.explain import Explainer
 from pathxai.explain.metrics import region_perturbation
+from pathxai.jsonio import write_json
 from pathxai.manifest import ManifestRecord, read_manifest
 from pathxai.model.augment import Augmenter
 from pathxai.model.card import ModelCard
@@ -477,22 +477,12 @@ def prune_from_manifest(
     )
     out = Path(out_dir)
     save_model(pruned, new_card, out)
-    write_text_atomic(out / PLAN_FILENAME, json.dumps(_json_safe(report), indent=2, sort_keys=True) + "\n")
+    write_json(out / PLAN_FILENAME, report, sort_keys=True)
     return report
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(float(v))}
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _summary(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

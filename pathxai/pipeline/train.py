@@ -23,8 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pathxai import __version__
-from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, ModelError
+from pathxai.jsonio import write_json
 from pathxai.manifest import Manifest, ManifestRecord, read_manifest
 from pathxai.model.augment import Augmenter
 from pathxai.model.card import ModelCard
@@ -217,7 +217,7 @@ def _train_one(
             "split": split_info,
             **evaluation,
         }
-        write_text_atomic(eval_path, json.dumps(evaluation, indent=2) + "\n")
+        write_json(eval_path, evaluation)
     return evaluation
 
 
@@ -344,7 +344,7 @@ def train_from_manifest(
                 for k, ((_, te), e) in enumerate(zip(splits, evals, strict=True))
             ],
         }
-        write_text_atomic(out / "cv.json", json.dumps(summary, indent=2) + "\n")
+        write_json(out / "cv.json", summary)
         return summary
     if folds is not None or fold is not None:
         if folds is None or fold is None:
@@ -436,5 +436,5 @@ def evaluate_from_manifest(
         **result,
     }
     if out is not None:
-        write_text_atomic(out, json.dumps(report, indent=2) + "\n")
+        write_json(out, report)
     return report

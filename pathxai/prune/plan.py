@@ -21,6 +21,7 @@ from torch import nn
 
 from pathxai.atomic import write_text_atomic
 from pathxai.errors import PruneError
+from pathxai.jsonio import dumps_json
 from pathxai.model.surgery import apply_channel_plan, prunable_layers, validate_channel_plan
 from pathxai.prune.criteria import CRITERIA, DATA_CRITERIA, DataImportance, ReferenceBatches, make_importance
 from pathxai.prune.engine import FinetuneFn, check_ratio, prune_model
@@ -176,7 +177,7 @@ class PruningPlan:
 
     def to_json(self) -> str:
         """Indented, key-sorted JSON text."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        return dumps_json(self.to_dict(), indent=2, sort_keys=True)
 
     def save(self, path: str | Path) -> Path:
         """Write the plan as JSON atomically."""

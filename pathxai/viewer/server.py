@@ -17,7 +17,6 @@ for unknown routes or missing files, and never serves anything but rendered tile
 from __future__ import annotations
 
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -26,8 +25,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pathxai.errors import PathXAIError
-from pathxai.viewer.paths import ConfinementError
+from pathxai.errors import ConfinementError, PathXAIError
+from pathxai.jsonio import dumps_json
 from pathxai.viewer.tiles import TileService
 
 _SLIDE_TILE = re.compile(r"^/slide/tile/(\d{1,2})/(\d{1,6})_(\d{1,6})\.jpeg$")
@@ -61,7 +60,7 @@ def route(service: TileService, raw_path: str, token: str) -> tuple[int, str, by
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
         if path == "/slide/info":
             info = service.slide_info(int(_one(query, "root")), _one(query, "path"))
-            return HTTPStatus.OK, "application/json", json.dumps(info).encode()
+            return HTTPStatus.OK, "application/json", dumps_json(info, indent=None, newline=False).encode()
         if m := _SLIDE_TILE.match(path):
             z, c, r = (int(g) for g in m.groups())
             body = service.slide_tile(int(_one(query, "root")), _one(query, "path"), z, c, r)
