@@ -22,6 +22,7 @@ is kept in :attr:`ManifestRecord.extra`. This module is layer 1: no torch.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import math
@@ -152,6 +153,20 @@ class Manifest:
         """Return the records of one split (all when ``split`` is ``None``)."""
         return [r for r in self.records if split is None or r.split == split]
 
+    def with_default_mpp(self, mpp: float | None) -> Manifest:
+        """Return a copy with ``mpp`` (µm/px) on every row that has none (``--slide-mpp``).
+
+        Parameters
+        ----------
+        mpp
+            Level-0 / native resolution for rows without an ``mpp`` column value; ``None`` returns
+            the manifest unchanged. Rows with their own ``mpp`` keep it.
+        """
+        if mpp is None:
+            return self
+        records = tuple(r if r.mpp is not None else dataclasses.replace(r, mpp=mpp) for r in self.records)
+        return dataclasses.replace(self, records=records)
+
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Return the hex sha256 of a file, read in chunks."""
@@ -257,37 +272,8 @@ def _records(
             if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
                 problems.append(Problem(line, hmap["sha256"], f"sha256 {sha!r} is not 64 hex digits"))
         label = get("label")
-        tumor: int | None = None
-        raw_t = get("tumor")
-        if raw_t is not None:
-            if raw_t not in ("0", "1"):
-                problems.append(Problem(line, hmap["tumor"], f"tumor must be 0 or 1, got {raw_t!r}"))
-            else:
-                tumor = int(raw_t)
-        elif label is not None:
-            tumor = TUMOUR_LABELS.get(label.lower())
-            if tumor is None and "tumor" not in hmap:
-                problems.append(
-                    Problem(
-                        line,
-                        hmap.get("label"),
-                        f"label {label!r} does not map to tumour/non-tumour; add a 'tumor' column (0/1)",
-                    )
-                )
-        if label is None and tumor is None and ("label" in hmap or "tumor" in hmap):
-            problems.append(Problem(line, hmap.get("tumor", hmap.get("label")), "missing label"))
-        mpp: float | None = None
-        raw_mpp = get("mpp")
-        if raw_mpp is not None:
-            try:
-                mpp = float(raw_mpp)
-            except ValueError:
-                mpp = None
-            if mpp is None or not math.isfinite(mpp) or not (0.01 <= mpp <= 100):
-                problems.append(
-                    Problem(line, hmap["mpp"], f"mpp {raw_mpp!r} is not a plausible µm/px (0.01-100)")
-                )
-                mpp = None
+        tumor = _tumour(line, hmap, label, get("tumor"), problems)
+        mpp = _mpp(line, hmap, get("mpp"), problems)
         records.append(
             ManifestRecord(
                 line=line,
@@ -306,6 +292,45 @@ def _records(
             )
         )
     return records, problems
+
+
+def _tumour(
+    line: int, hmap: dict[str, str], label: str | None, raw: str | None, problems: list[Problem]
+) -> int | None:
+    """The row's 0/1 tumour flag from its ``tumor`` column, else from its ``label``; problems appended."""
+    tumor: int | None = None
+    if raw is not None:
+        if raw not in ("0", "1"):
+            problems.append(Problem(line, hmap["tumor"], f"tumor must be 0 or 1, got {raw!r}"))
+        else:
+            tumor = int(raw)
+    elif label is not None:
+        tumor = TUMOUR_LABELS.get(label.lower())
+        if tumor is None and "tumor" not in hmap:
+            problems.append(
+                Problem(
+                    line,
+                    hmap.get("label"),
+                    f"label {label!r} does not map to tumour/non-tumour; add a 'tumor' column (0/1)",
+                )
+            )
+    if label is None and tumor is None and ("label" in hmap or "tumor" in hmap):
+        problems.append(Problem(line, hmap.get("tumor", hmap.get("label")), "missing label"))
+    return tumor
+
+
+def _mpp(line: int, hmap: dict[str, str], raw: str | None, problems: list[Problem]) -> float | None:
+    """The row's µm/px, or ``None`` when absent or implausible (then a problem is appended)."""
+    if raw is None:
+        return None
+    try:
+        mpp: float | None = float(raw)
+    except ValueError:
+        mpp = None
+    if mpp is None or not math.isfinite(mpp) or not (0.01 <= mpp <= 100):
+        problems.append(Problem(line, hmap["mpp"], f"mpp {raw!r} is not a plausible µm/px (0.01-100)"))
+        return None
+    return mpp
 
 
 def read_manifest(path: str | Path) -> Manifest:
