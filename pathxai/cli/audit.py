@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import argparse
 
+from pathxai.cli._common import SLIDES_WITHOUT_MPP, add_inputs, add_quiet, add_slide_mpp
+
+HELP = "audit a cohort for stain/artifact/label/sampling biases (HTML + JSON + GeoJSON report)"
+DESCRIPTION = (
+    "Run every bias check on a manifest of images or slides and write DIR/report.json, "
+    "DIR/report.html (self-contained) and DIR/findings.geojson."
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``audit`` command."""
-    p = sub.add_parser(
-        "audit",
-        help="audit a cohort for stain/artifact/label/sampling biases (HTML + JSON + GeoJSON report)",
-        description="Run every bias check on a manifest of images or slides and write DIR/report.json, "
-        "DIR/report.html (self-contained) and DIR/findings.geojson.",
+    p = sub.add_parser("audit", help=HELP, description=DESCRIPTION)
+    add_inputs(
+        p,
+        "CSV manifest (path, label/tumor; patient, site, scanner, split ...)",
+        model_help="'default', a model directory, or 'none' for model-free checks",
     )
-    p.add_argument(
-        "--manifest",
-        required=True,
-        help="CSV manifest (path, label/tumor; patient, site, scanner, split ...)",
-    )
-    p.add_argument(
-        "--data-root", default=None, help="directory the manifest paths are relative to (default: its folder)"
-    )
-    p.add_argument(
-        "--model", default="default", help="'default', a model directory, or 'none' for model-free checks"
-    )
+    add_slide_mpp(p, what="images or " + SLIDES_WITHOUT_MPP)
     p.add_argument(
         "--heatmaps",
         default=None,
@@ -40,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="reference H&E image for the stain-normalisation test",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.set_defaults(func=run)
 
 
@@ -59,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             out=args.out,
             config=args.config,
             reference=args.reference,
+            slide_mpp=args.slide_mpp,
             progress=not args.quiet,
         )
     d = report.to_dict()["summary"]["counts"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pathxai.data import builtin_datasets, cache_dir, fetch
-
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
 def _list(args: argparse.Namespace) -> int:
+    from pathxai.data import builtin_datasets, cache_dir
+
     for ds in builtin_datasets().values():
         print(f"{ds.name}: {ds.description}")
         if ds.licence:
@@ -27,6 +27,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from pathxai.data import fetch
+
     paths = fetch(args.name, cache=args.cache, timeout=args.timeout, log=_log)
     for path in paths.values():
         print(path)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from pathxai.cli._common import positive_float
+from pathxai.cli._common import add_slide_mpp, checked, positive_float
 
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"pruning ratio must be in (0, 1), got {text}")
-    return value
+#: Argparse type: a pruning ratio in (0, 1).
+_ratio = checked(
+    float, lambda v: 0.0 < v < 1.0, "a number in (0, 1)", "pruning ratio must be in (0, 1), got {text}"
+)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -45,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder (a rerun continues where it stopped)")
     p.add_argument("--slide", default=None, help="your own slide (default: CMU-1-Small-Region, fetched)")
-    p.add_argument("--slide-mpp", type=positive_float, default=None, help="level-0 µm/px override")
+    add_slide_mpp(p, type=positive_float, what="the slide, overriding its metadata")
     p.add_argument("--model", default="default", help="'default' or a model directory")
     p.add_argument("--method", default="lrp", help="attribution method of the heatmaps (default lrp)")
     p.add_argument(

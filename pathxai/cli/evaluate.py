@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from pathxai.cli._common import fraction, positive_float, positive_int
+from pathxai.cli._common import (
+    IMAGES_WITHOUT_MPP,
+    add_inputs,
+    add_quiet,
+    add_slide_mpp,
+    fraction,
+    pick,
+    positive_float,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` command."""
     p = sub.add_parser("evaluate", help="evaluate a model on a manifest (AUC, accuracy, per patient)")
-    p.add_argument("--manifest", required=True, help="CSV manifest (path and label/tumor columns at least)")
-    p.add_argument(
-        "--data-root", default=None, help="directory the manifest paths are relative to (default: its folder)"
-    )
-    p.add_argument("--model", default="default", help="'default' (the committed model) or a model directory")
+    add_inputs(p, "CSV manifest (path and label/tumor columns at least)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--split", default=None, help="only rows of this split (e.g. test)")
     p.add_argument(
@@ -26,11 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="drop patches with less tissue (default: as trained)",
     )
-    p.add_argument(
-        "--native-mpp", type=positive_float, default=None, help="µm/px of images whose row has no 'mpp'"
-    )
+    add_slide_mpp(p, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
     p.add_argument("--threshold", type=fraction, default=0.5, help="tumour probability threshold")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.set_defaults(func=run)
 
 
@@ -41,13 +44,9 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate_from_manifest(
         args.manifest,
         args.model,
-        out=args.out,
-        data_root=args.data_root,
-        split=args.split,
-        stride=args.stride,
-        min_tissue=args.min_tissue,
-        native_mpp=args.native_mpp,
-        threshold=args.threshold,
+        **pick(
+            args, "out", "data_root", "split", "stride", "min_tissue", "threshold", native_mpp="slide_mpp"
+        ),
         progress=not args.quiet,
     )
     img = r["image_level"]

@@ -7,32 +7,40 @@ and ``<id>.json`` (summary); resumes interrupted runs; lists failed slides in ``
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pathxai.cli._common import (
+    SLIDES_WITHOUT_MPP,
+    add_inputs,
     add_slide_mpp,
+    fail,
     fraction,
     non_negative_int,
+    pick,
     plausible_mpp,
     positive_int,
     progress_bar,
 )
 
+if TYPE_CHECKING:
+    from pathxai.pipeline.heatmap import BatchResult, SlideResult
+
+
+HELP = "tumour probability + LRP relevance heatmaps of whole slides (resumable, batch, Dask)"
+DESCRIPTION = (
+    "Explain every tissue tile of each slide and stitch the relevance into a slide-level "
+    "overlay. Inputs are slide files and/or manifest CSVs with a 'path' column."
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``heatmap`` command."""
-    p = sub.add_parser(
-        "heatmap",
-        help="tumour probability + LRP relevance heatmaps of whole slides (resumable, batch, Dask)",
-        description="Explain every tissue tile of each slide and stitch the relevance into a slide-level "
-        "overlay. Inputs are slide files and/or manifest CSVs with a 'path' column.",
-    )
+    p = sub.add_parser("heatmap", help=HELP, description=DESCRIPTION)
     p.add_argument(
         "inputs", nargs="+", metavar="SLIDE_OR_MANIFEST", help="slide files or manifest .csv files"
     )
-    p.add_argument("--model", default="default", help="'default' or a model directory (default: default)")
+    add_inputs(p, model_help="'default' or a model directory (default: default)")
     p.add_argument("--method", default="lrp", help="attribution method (see pathxai.explain.METHODS)")
     p.add_argument("--mpp", type=plausible_mpp, default=None, help="tile resolution µm/px (default: model's)")
     p.add_argument("--size", type=positive_int, default=None, help="tile side px at --mpp (default: model's)")
@@ -45,8 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--window", choices=("count", "hann", "triangle"), default="count", help="overlap weights")
     p.add_argument("--min-tissue", type=fraction, default=0.25, help="minimum tissue fraction per tile")
-    add_slide_mpp(p)
-    p.add_argument("--data-root", type=Path, default=None, help="root for manifest paths")
+    add_slide_mpp(p, what=SLIDES_WITHOUT_MPP)
     p.add_argument(
         "--workers",
         type=non_negative_int,
@@ -72,62 +79,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+class _Bars:
+    """Progress bars of a batch: one over slides, one over the tiles of the running slide."""
+
+    def __init__(self, n_slides: int) -> None:
+        self.overall = progress_bar(n_slides, desc="slides", unit="slide", position=0)
+        self.tiles: Any = None
+
+    def _close_tiles(self) -> None:
+        if self.tiles is not None:
+            self.tiles.close()
+            self.tiles = None
+
+    def on_start(self, slide_id: str, n: int) -> None:
+        self._close_tiles()
+        self.tiles = progress_bar(n, desc=slide_id, position=1)
+
+    def progress(self, n: int) -> None:
+        if self.tiles is not None:
+            self.tiles.update(n)
+
+    def on_done(self, result: SlideResult) -> None:
+        self._close_tiles()
+        self.overall.update(1)
+        self.overall.set_postfix_str(f"{result.slide_id}: {result.status}")
+
+    def close(self) -> None:
+        self._close_tiles()
+        self.overall.close()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the batch and print a per-slide report; exit 1 if any slide failed."""
-    from pathxai.pipeline.heatmap import HeatmapSettings, SlideResult, heatmap_batch, resolve_jobs
+    from pathxai.explain import METHODS
+    from pathxai.model import load_model_with_card
+    from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_batch, resolve_jobs
     from pathxai.slide import TissueSettings
 
     exports = tuple(e for e in args.exports.split(",") if e and e != "none")
     try:
         settings = HeatmapSettings(
-            model=args.model,
-            method=args.method,
-            mpp=args.mpp,
-            size=args.size,
-            stride=args.stride,
-            canvas_downsample=args.canvas_downsample,
-            min_tissue=args.min_tissue,
+            **pick(args, "model", "method", "mpp", "size", "stride", "canvas_downsample", "min_tissue"),
+            **pick(args, "window", "batch_size", "workers", "threads", "overwrite"),
             tissue=TissueSettings(),
-            window=args.window,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            threads=args.threads,
             exports=exports,
-            overwrite=args.overwrite,
         )
     except ValueError as exc:
-        print(f"pathxai heatmap: error: {exc}", file=sys.stderr)
-        return 2
-    from pathxai.explain import METHODS
-
+        return fail("heatmap", str(exc))
     if args.method not in METHODS:
-        print(f"pathxai heatmap: error: unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    from pathxai.model import load_model_with_card
-
+        return fail("heatmap", f"unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}")
     load_model_with_card(args.model)  # a bad model fails once, in one line, before any slide
     jobs = resolve_jobs(args.inputs, args.data_root, args.slide_mpp)
-    overall = progress_bar(len(jobs), desc="slides", unit="slide", position=0)
-    bars: dict[str, Any] = {}
-
-    def on_start(slide_id: str, n: int) -> None:
-        for bar in bars.values():
-            bar.close()
-        bars.clear()
-        bars["tiles"] = progress_bar(n, desc=slide_id, position=1)
-
-    def progress(n: int) -> None:
-        if "tiles" in bars:
-            bars["tiles"].update(n)
-
-    def on_done(result: SlideResult) -> None:
-        for bar in bars.values():
-            bar.close()
-        bars.clear()
-        overall.update(1)
-        overall.set_postfix_str(f"{result.slide_id}: {result.status}")
-
+    bars = _Bars(len(jobs))
     try:
         batch = heatmap_batch(
             jobs,
@@ -135,17 +138,19 @@ def run(args: argparse.Namespace) -> int:
             settings,
             dask=args.dask,
             dask_workers=args.dask_workers,
-            on_start=on_start,
-            progress=progress,
-            on_done=on_done,
+            on_start=bars.on_start,
+            progress=bars.progress,
+            on_done=bars.on_done,
         )
     except ValueError as exc:
-        print(f"pathxai heatmap: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("heatmap", str(exc))
     finally:
-        for bar in bars.values():
-            bar.close()
-        overall.close()
+        bars.close()
+    return _report(batch)
+
+
+def _report(batch: BatchResult) -> int:
+    """Print one line per slide and the failures; 1 if any slide failed."""
     for r in batch.results:
         if r.status == "failed":
             continue

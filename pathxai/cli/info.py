@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from pathxai.cli._common import add_slide_mpp
-from pathxai.pipeline.slides import slide_info
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,9 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the slide's description."""
+    from pathxai.jsonio import dumps_json
+    from pathxai.pipeline.slides import slide_info
+
     info = slide_info(args.slide, slide_mpp=args.slide_mpp, tissue=not args.no_tissue)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(dumps_json(info), end="")
         return 0
     print(f"slide:      {info['path']}")
     print(f"vendor:     {info['vendor']}")

@@ -4,54 +4,45 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pathxai.cli._common import non_negative_int, positive_float, positive_int
+from pathxai.cli._common import (
+    add_inputs,
+    add_quiet,
+    checked,
+    command_line,
+    fail,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from pathxai.pipeline.prune import PruneSettings
 
 CRITERIA_NAMES = ("lrp", "ig", "gradient", "taylor", "weight", "random")
 
-
-def _ratio(text: str) -> float:
-    """Argparse type: a pruning ratio in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"pruning ratio must be in [0, 1) (fraction of channels removed), got {text}"
-        )
-    return value
+#: Argparse type: a pruning ratio in [0, 1).
+_ratio = checked(
+    float,
+    lambda v: 0.0 <= v < 1.0,
+    "a number in [0, 1)",
+    "pruning ratio must be in [0, 1) (fraction of channels removed), got {text}",
+)
 
 
 def _ratios(text: str) -> list[float]:
     return [_ratio(t) for t in text.split(",") if t.strip()]
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model", default="default", help="'default' or a model directory (may be pruned already)"
+    add_inputs(
+        p,
+        "labelled patch manifest CSV (e.g. data_manifests/glas.csv)",
+        model_help="'default' or a model directory (may be pruned already)",
     )
-    p.add_argument(
-        "--manifest", required=True, help="labelled patch manifest CSV (e.g. data_manifests/glas.csv)"
-    )
-    p.add_argument("--data-root", default=None, help="directory the manifest paths are relative to")
     p.add_argument(
         "--reference-per-class",
         type=positive_int,
@@ -61,7 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--global", dest="global_pruning", action="store_true", help="rank channels across layers")
     p.add_argument("--steps", type=positive_int, default=1, help="iterative pruning steps")
     p.add_argument(
-        "--finetune-epochs", type=_nonneg_float, default=0.0, help="fine-tuning epochs after each step"
+        "--finetune-epochs", type=non_negative_float, default=0.0, help="fine-tuning epochs after each step"
     )
     p.add_argument(
         "--finetune-steps-per-epoch",
@@ -77,19 +68,21 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--ig-steps", type=positive_int, default=16, help="integrated-gradients steps (criterion ig)"
     )
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for the run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
+
+
+HELP = "remove the least relevant channels of a model (LRP or baseline criteria)"
+DESCRIPTION = (
+    "Rank channels with a criterion on a small reference set, remove them with "
+    "Torch-Pruning (residual couplings follow), optionally fine-tune, and write a smaller model "
+    "that --model DIR and pathxai.model.load_model(DIR) accept, plus DIR/pruning.json with "
+    "params, MACs, CPU latency, held-out AUC before/after and LRP heatmap drift."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``prune`` and ``prune-sweep`` commands."""
-    p = sub.add_parser(
-        "prune",
-        help="remove the least relevant channels of a model (LRP or baseline criteria)",
-        description="Rank channels with a criterion on a small reference set, remove them with "
-        "Torch-Pruning (residual couplings follow), optionally fine-tune, and write a smaller model "
-        "that --model DIR and pathxai.model.load_model(DIR) accept, plus DIR/pruning.json with "
-        "params, MACs, CPU latency, held-out AUC before/after and LRP heatmap drift.",
-    )
+    p = sub.add_parser("prune", help=HELP, description=DESCRIPTION)
     _common(p)
     p.add_argument("--criterion", choices=CRITERIA_NAMES, default="lrp")
     p.add_argument("--ratio", type=_ratio, required=True, help="fraction of channels removed, in [0, 1)")
@@ -118,17 +111,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(func=run_sweep)
-
-
-def _command(name: str, args: argparse.Namespace) -> str:
-    if name in sys.argv[1:]:
-        return shlex.join(["pathxai", *sys.argv[sys.argv.index(name) :]])
-    opts = [
-        f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}")
-        for k, v in sorted(vars(args).items())
-        if k not in ("func", "command", "debug") and v not in (None, False)
-    ]
-    return " ".join([f"pathxai {name}", *opts])
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> PruneSettings:
@@ -178,7 +160,7 @@ def run_prune(args: argparse.Namespace) -> int:
         args.out,
         settings,
         seed=args.seed,
-        command=_command("prune", args),
+        command=command_line("prune", args),
         progress=not args.quiet,
     )
     plan = report["plan"]
@@ -210,19 +192,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     criteria = [c.strip() for c in args.criteria.split(",") if c.strip()]
     bad = [c for c in criteria if c not in CRITERIA_NAMES]
     if bad:
-        print(
-            f"pathxai prune-sweep: error: unknown criteria {bad}; choose from {CRITERIA_NAMES}",
-            file=sys.stderr,
-        )
-        return 2
+        return fail("prune-sweep", f"unknown criteria {bad}; choose from {CRITERIA_NAMES}")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        print(
-            f"pathxai prune-sweep: error: --seeds must be comma-separated integers, got {args.seeds!r}",
-            file=sys.stderr,
-        )
-        return 2
+        return fail("prune-sweep", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     settings = _settings(args, latency=False)
     csv_path = prune_sweep(
         args.model,

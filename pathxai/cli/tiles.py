@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pathxai.cli._common import (
     add_slide_mpp,
     fraction,
     non_negative_int,
+    pick,
     plausible_mpp,
     positive_float,
     positive_int,
     progress_bar,
 )
-from pathxai.geometry import Grid
-from pathxai.pipeline.slides import tile_to_file
-from pathxai.slide import TissueSettings
+
+if TYPE_CHECKING:
+    from pathxai.geometry import Grid
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tile the slide and print a summary."""
+    from pathxai.pipeline.slides import tile_to_file
+    from pathxai.slide import TissueSettings
+
     thumb = args.thumbnail or args.out.with_suffix(".png")
     bars = []
 
@@ -57,15 +62,10 @@ def run(args: argparse.Namespace) -> int:
         result = tile_to_file(
             args.slide,
             args.out,
-            mpp=args.mpp,
-            size=args.size,
-            stride=args.stride,
-            min_tissue=args.min_tissue,
-            slide_mpp=args.slide_mpp,
+            **pick(args, "mpp", "size", "stride", "min_tissue", "slide_mpp", "workers"),
             tissue_settings=TissueSettings(mpp=args.tissue_mpp),
             thumbnail=thumb,
             read=not args.no_read,
-            workers=args.workers,
             progress=step,
             on_grid=start,
         )

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
+from typing import Any
 
-from pathxai.cli._common import fraction, positive_float, positive_int
+from pathxai.cli._common import (
+    IMAGES_WITHOUT_MPP,
+    add_inputs,
+    add_quiet,
+    add_slide_mpp,
+    command_line,
+    fail,
+    fraction,
+    pick,
+    positive_float,
+    positive_int,
+)
+
+HELP = "train a tumour patch classifier from a manifest"
+DESCRIPTION = (
+    "Train on the manifest's 'train' split (evaluating on 'test'), on K-1 of K "
+    "patient-grouped "
+    "folds (--folds K --fold k), or run K-fold cross-validation (--cv K). Splits never share a patient."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` command."""
-    p = sub.add_parser(
-        "train",
-        help="train a tumour patch classifier from a manifest",
-        description="Train on the manifest's 'train' split (evaluating on 'test'), on K-1 of K "
-        "patient-grouped "
-        "folds (--folds K --fold k), or run K-fold cross-validation (--cv K). Splits never share a patient.",
-    )
-    p.add_argument("--manifest", required=True, help="CSV manifest (columns path and label/tumor at least)")
-    p.add_argument(
-        "--data-root", default=None, help="directory the manifest paths are relative to (default: its folder)"
-    )
+    p = sub.add_parser("train", help=HELP, description=DESCRIPTION)
+    add_inputs(p, "CSV manifest (columns path and label/tumor at least)", model_help=None)
     p.add_argument("--arch", default="compact_cnn", help="architecture name (compact_cnn, resnet18)")
     p.add_argument(
         "--arch-kwargs",
@@ -50,9 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mpp", type=positive_float, default=1.24, help="resolution the model works at (µm/px)")
     p.add_argument("--size", type=positive_int, default=112, help="patch side in pixels at --mpp")
     p.add_argument("--stride", type=positive_int, default=56, help="patch step in pixels at --mpp")
-    p.add_argument(
-        "--native-mpp", type=positive_float, default=None, help="µm/px of images whose row has no 'mpp'"
-    )
+    add_slide_mpp(p, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
     p.add_argument(
         "--min-tissue", type=fraction, default=0.3, help="drop patches with less tissue than this fraction"
     )
@@ -66,85 +72,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--licence", default=None, help="licence note written into the model card")
     p.add_argument("--max-steps-per-epoch", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.set_defaults(func=run)
+
+
+def _arch_kwargs(args: argparse.Namespace) -> dict[str, Any] | str:
+    """The ``--arch-kwargs`` object, or what is wrong with the options."""
+    try:
+        arch_kwargs = json.loads(args.arch_kwargs)
+    except json.JSONDecodeError as exc:
+        return f"--arch-kwargs is not JSON ({exc})"
+    if not isinstance(arch_kwargs, dict):
+        return "--arch-kwargs must be a JSON object"
+    if (args.folds is None) != (args.fold is None):
+        return "--folds and --fold go together"
+    if args.folds is not None and not 0 <= args.fold < args.folds:
+        return f"--fold must be in 0..{args.folds - 1}, got {args.fold}"
+    return arch_kwargs
 
 
 def run(args: argparse.Namespace) -> int:
     """Train and print the evaluation summary."""
     from pathxai.pipeline.train import DEFAULT_LICENCE, PatchSettings, train_from_manifest
 
-    try:
-        arch_kwargs = json.loads(args.arch_kwargs)
-    except json.JSONDecodeError as exc:
-        print(f"pathxai train: error: --arch-kwargs is not JSON ({exc})", file=sys.stderr)
-        return 2
-    if not isinstance(arch_kwargs, dict):
-        print("pathxai train: error: --arch-kwargs must be a JSON object", file=sys.stderr)
-        return 2
-    if (args.folds is None) != (args.fold is None):
-        print("pathxai train: error: --folds and --fold go together", file=sys.stderr)
-        return 2
-    if args.folds is not None and not 0 <= args.fold < args.folds:
-        print(
-            f"pathxai train: error: --fold must be in 0..{args.folds - 1}, got {args.fold}", file=sys.stderr
-        )
-        return 2
-    if "train" in sys.argv[1:]:
-        command = shlex.join(["pathxai", *sys.argv[sys.argv.index("train") :]])
-    else:  # called programmatically: rebuild the command from the parsed options
-        opts = [
-            f"--{k.replace('_', '-')}" + ("" if v is True else f" {shlex.quote(str(v))}")
-            for k, v in sorted(vars(args).items())
-            if k not in ("func", "command", "debug") and v not in (None, False)
-        ]
-        command = " ".join(["pathxai train", *opts])
+    arch_kwargs = _arch_kwargs(args)
+    if isinstance(arch_kwargs, str):
+        return fail("train", arch_kwargs)
     result = train_from_manifest(
         args.manifest,
         args.out,
-        data_root=args.data_root,
-        arch=args.arch,
         arch_kwargs=arch_kwargs,
-        patches=PatchSettings(
-            mpp=args.mpp,
-            size=args.size,
-            stride=args.stride,
-            native_mpp=args.native_mpp,
-            min_tissue=args.min_tissue,
-        ),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        num_threads=args.threads,
-        hed_sigma=args.hed_sigma,
-        hed_bias=args.hed_bias,
-        folds=args.folds,
-        fold=args.fold,
-        cv=args.cv,
-        train_split=args.train_split,
-        test_split=args.test_split,
-        resume=args.resume,
-        pretrained=args.pretrained,
+        patches=PatchSettings(**pick(args, "mpp", "size", "stride", "min_tissue"), native_mpp=args.slide_mpp),
+        **pick(args, "data_root", "arch", "epochs", "batch_size", "lr", "weight_decay", "seed"),
+        **pick(args, "hed_sigma", "hed_bias", "folds", "fold", "cv", "train_split", "test_split"),
+        **pick(args, "resume", "pretrained", "max_steps_per_epoch", num_threads="threads"),
         licence=args.licence or DEFAULT_LICENCE,
-        command=command,
-        max_steps_per_epoch=args.max_steps_per_epoch,
+        command=command_line("train", args),
         progress=not args.quiet,
     )
     if result["mode"] == "cv":
-        s = result["summary"]
-        for key in (
-            "patch_auc",
-            "image_auc",
-            "patch_accuracy",
-            "patch_balanced_accuracy",
-            "image_balanced_accuracy",
-        ):
-            v = s[key]
-            sd = "n/a" if v["sd"] is None else f"{v['sd']:.3f}"
-            mean = "n/a" if v["mean"] is None else f"{v['mean']:.3f}"
-            print(f"{key:26s} {mean} ± {sd}")
+        _print_cv(result["summary"])
         print(f"written: {args.out}/cv.json")
     else:
         ev = result["evaluation"]
@@ -157,3 +124,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"test images:  n={img['n']} auc={img['auc']} accuracy={img['accuracy']}")
         print(f"model written to {result['out']}")
     return 0
+
+
+def _print_cv(summary: dict[str, Any]) -> None:
+    """Mean ± sd of the cross-validation metrics, one line each."""
+    for key in (
+        "patch_auc",
+        "image_auc",
+        "patch_accuracy",
+        "patch_balanced_accuracy",
+        "image_balanced_accuracy",
+    ):
+        v = summary[key]
+        sd = "n/a" if v["sd"] is None else f"{v['sd']:.3f}"
+        mean = "n/a" if v["mean"] is None else f"{v['mean']:.3f}"
+        print(f"{key:26s} {mean} ± {sd}")

@@ -169,12 +169,16 @@ def _context(
 
 
 def _inputs(
-    manifest: str | Path, data_root: str | Path | None, heatmaps: str | Path | None, config: Any
+    manifest: str | Path,
+    data_root: str | Path | None,
+    heatmaps: str | Path | None,
+    config: Any,
+    slide_mpp: float | None = None,
 ) -> tuple[Manifest, Path, Path | None, Thresholds]:
     th = (
         config if isinstance(config, Thresholds) else Thresholds.from_json(config) if config else Thresholds()
     )
-    man = read_manifest(manifest)
+    man = read_manifest(manifest).with_default_mpp(slide_mpp)
     root = Path(data_root) if data_root is not None else man.path.parent
     if not root.is_dir():
         raise AuditError(f"data root {root} is not a directory", hint="pass --data-root DIR")
@@ -191,6 +195,7 @@ def audit(
     config: str | Path | Thresholds | None = None,
     reference: str | Path | None = None,
     progress: bool = True,
+    slide_mpp: float | None = None,
 ) -> AuditReport:
     """Audit a cohort for dataset-wide, class-correlated and sampling biases; write the report.
 
@@ -214,6 +219,8 @@ def audit(
         Reference H&E image for the stain-normalisation sensitivity test (optional).
     progress
         Show progress bars.
+    slide_mpp
+        Level-0 / native µm/px of the images or slides whose manifest row has no ``mpp``.
 
     Returns
     -------
@@ -225,7 +232,7 @@ def audit(
         For unusable inputs, with what to do.
     """
     t0 = time.perf_counter()
-    man, root, heat_dir, th = _inputs(manifest, data_root, heatmaps, config)
+    man, root, heat_dir, th = _inputs(manifest, data_root, heatmaps, config, slide_mpp)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     net, card, model_sha = _load_model(model)
