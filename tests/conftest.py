@@ -16,6 +16,20 @@ KATHER_DIR = SHARED_DATA / "kather2016_tile_samples"
 HE_REFERENCE = SHARED_DATA / "he_reference_image" / "target_image.png"
 
 
+#: Fixtures that need ``../shared/data``; a test using any of them (directly or through another
+#: fixture) is marked ``real_data``, so ``pytest -m "not real_data"`` is the fresh-machine suite.
+REAL_DATA_FIXTURES = frozenset(
+    {"wsi_dir", "cmu_slide", "tcga_slide", "bracs_slide", "glas_dir", "kather_dir", "he_reference"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that depends on a real-data fixture with ``real_data``."""
+    for item in items:
+        if REAL_DATA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (clone the repo beside ../shared to run this test)")

@@ -23,6 +23,7 @@ import streamlit.components.v1 as components
 
 from pathxai.errors import PathXAIError
 from pathxai.explain import METHODS
+from pathxai.model import load_model_with_card
 from pathxai.render.heatmap import (
     PROBABILITY_CMAP,
     RELEVANCE_CMAP,
@@ -37,7 +38,6 @@ from pathxai.viewer.region import (
     explain_tile,
     find_model,
     heatmap_rgb,
-    load_model,
     read_tile,
     tile_at,
     top_tiles,
@@ -103,7 +103,7 @@ def _stamp(out: Path) -> tuple[int, ...]:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _model(ref: str) -> Any:
-    return load_model(ref)
+    return load_model_with_card(ref)
 
 
 def _browser_tile_url(cfg: ViewerConfig, server: TileServer) -> str:

@@ -129,11 +129,6 @@ def find_model(catalog: Catalog, sha256: str) -> str | None:
     return "default" if card_d.weights_sha256 == sha256 else None
 
 
-def load_model(ref: str) -> tuple[nn.Module, ModelCard]:
-    """Load a model safely (safetensors + verified card)."""
-    return load_model_with_card(ref)
-
-
 def explain_tile(
     model: nn.Module, card: ModelCard, pixels: np.ndarray, method: str, target: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
