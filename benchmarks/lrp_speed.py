@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pathxai.explain import Explainer
 
 
-def load_model(name: str) -> tuple[nn.Module, int, str]:
+def load_bench_model(name: str) -> tuple[nn.Module, int, str]:
     """Return (model, input size, description)."""
     if name == "default":
         from pathxai.model import load_model_with_card
@@ -128,7 +128,7 @@ def main() -> int:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
-        model, size, desc = load_model(name)
+        model, size, desc = load_bench_model(name)
         for batch_size in args.batch_sizes:
             print(bench_row(model, size, desc, batch_size, args), flush=True)
     load = os.getloadavg()
