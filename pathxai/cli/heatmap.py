@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 HELP = "tumour probability + LRP relevance heatmaps of whole slides (resumable, batch, Dask)"
 DESCRIPTION = (
     "Explain every tissue tile of each slide and stitch the relevance into a slide-level "
-    "overlay. Inputs are slide files and/or manifest CSVs with a 'path' column."
+    "overlay. Inputs are slide files and/or manifest CSVs with a 'path' column. Writes per slide "
+    "OUT/<id>.h5 (store), <id>.tif (pyramidal overlay), <id>.png, <id>.geojson and <id>.json "
+    "(summary); a rerun resumes; failed slides are listed in OUT/failures.json."
 )
 
 
