@@ -1,48 +1,52 @@
-"""Run slide heatmaps as Dask tasks: one task per slide, on a ``LocalCluster`` or a remote scheduler.
+"""Run jobs as Dask tasks: one task per job, on a ``LocalCluster`` or a remote scheduler.
 
-Dask is optional (``pip install 'pathxai[dask]'``) and imported only here, lazily. Each task runs
-:func:`pathxai.pipeline.heatmap.run_job` in a worker process with the same settings as a local run,
-so the stores are identical to a local run's. The output directory must be visible to the workers
-(a shared filesystem for a remote cluster); the calling process holds its lock.
+Dask is optional (``pip install 'pathxai[dask]'``) and imported only here, lazily. The runner knows
+nothing of heatmaps: the caller passes the task (a picklable callable, e.g.
+:func:`pathxai.pipeline.heatmap_run.run_job` with the run's settings bound) and what a job that could
+not run yields. For heatmaps the output directory must be visible to the workers (a shared filesystem
+for a remote cluster); the calling process holds its lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from pathxai.errors import DaskUnavailableError, PathXAIError
-from pathxai.pipeline.heatmap import HeatmapSettings, SlideJob, SlideResult, run_job
 
 __all__ = ["DaskUnavailableError", "run_on_dask"]
 
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
-def _task(job: SlideJob, out_dir: str, settings: HeatmapSettings) -> SlideResult:
-    return run_job(job, out_dir, settings)
+
 
 
 def run_on_dask(
-    jobs: Sequence[SlideJob],
-    out_dir: str | Path,
-    settings: HeatmapSettings,
+    jobs: Sequence[Job],
+    task: Callable[[Job], Result],
+    failed: Callable[[Job, Exception], Result],
     address: str = "local",
     n_workers: int = 2,
-) -> Iterator[SlideResult]:
-    """Submit one task per slide and yield results as they complete.
+    key: Callable[[Job], str] | None = None,
+) -> Iterator[Result]:
+    """Submit ``task(job)`` for every job and yield results as they complete.
 
     Parameters
     ----------
     jobs
-        Slides to process.
-    out_dir
-        Output directory (shared with the workers).
-    settings
-        Run settings (sent to the workers).
+        What to process, one task each.
+    task
+        Runs one job in a worker process (picklable: sent to the workers with its bound arguments).
+    failed
+        The result of a job whose task could not run or whose worker died, from the job and the error.
     address
         ``"local"`` for a new ``LocalCluster`` of ``n_workers`` single-threaded processes, else a
         scheduler address such as ``tcp://host:8786``.
     n_workers
         Worker processes of a local cluster.
+    key
+        A unique task name per job, shown by Dask (default: Dask's own).
 
     Raises
     ------
@@ -59,7 +63,6 @@ def run_on_dask(
         ) from None
     if not jobs:
         return
-    out = str(Path(out_dir).resolve())
     cluster = None
     # Non-daemonic workers may start the explain worker processes of pathxai.pipeline.explain_pool.
     with dask.config.set({"distributed.worker.daemon": False}):
@@ -82,15 +85,13 @@ def run_on_dask(
                 ) from exc
         try:
             futures = [
-                client.submit(_task, job, out, settings, key=f"heatmap-{job.slide_id}", pure=False)
-                for job in jobs
+                client.submit(task, job, key=None if key is None else key(job), pure=False) for job in jobs
             ]
             for fut in as_completed(futures):
                 try:
                     yield fut.result()
                 except Exception as exc:  # a worker died or the task could not run
-                    job = jobs[futures.index(fut)]
-                    yield SlideResult(job.slide_id, job.path, "failed", error=f"dask task failed: {exc}")
+                    yield failed(jobs[futures.index(fut)], exc)
         finally:
             client.close()
             if cluster is not None:

@@ -51,8 +51,8 @@ class ExplainSpec:
         A name from :data:`pathxai.explain.METHODS`.
     channels_last
         Run the model in channels-last memory format.
-    k
-        Tile pixels per overlay pixel (relevance is sum-pooled by ``k``).
+    canvas_downsample
+        Tile pixels per overlay pixel (relevance is sum-pooled by it).
     threads
         Torch threads of each worker process.
     warmup
@@ -64,7 +64,7 @@ class ExplainSpec:
     model: str
     method: str
     channels_last: bool
-    k: int
+    canvas_downsample: int
     threads: int = 1
     warmup: int = 0
 
@@ -80,7 +80,8 @@ class ExplainedBatch:
     probabilities
         ``(B, n_classes)`` float32; NaN rows for unreadable tiles.
     pooled
-        ``(B, size // k, size // k)`` float32 target-class relevance, sum-pooled; 0 for unreadable tiles.
+        ``(B, size // canvas_downsample, size // canvas_downsample)`` float32 target-class relevance,
+        sum-pooled; 0 for unreadable tiles.
     ok
         ``(B,)`` True where the tile was read.
     failures
@@ -120,9 +121,14 @@ def prepared(model_ref: str, method: str, channels_last: bool) -> tuple[Any, Any
 
 
 def explain_tiles(
-    slide: BaseSlide, specs: Sequence[TileSpec], start: int, card: Any, explainer: Any, k: int
+    slide: BaseSlide,
+    specs: Sequence[TileSpec],
+    start: int,
+    card: Any,
+    explainer: Any,
+    canvas_downsample: int,
 ) -> ExplainedBatch:
-    """Read ``specs`` and explain them: probabilities and ``k``-pooled target relevance per tile."""
+    """Read ``specs`` and explain them: probabilities and target relevance sum-pooled to the canvas."""
     import torch
 
     from pathxai.model import preprocess
@@ -133,7 +139,7 @@ def explain_tiles(
     with torch.inference_mode(False):
         result = explainer(preprocess(pixels, card), int(card.tumour_index))
     probs = result.probabilities.astype(np.float32)
-    pooled = _sum_pool(result.relevance, k)
+    pooled = _sum_pool(result.relevance, canvas_downsample)
     ok = np.ones(len(specs), dtype=bool)
     for i, _ in failed:
         ok[i] = False
@@ -174,7 +180,7 @@ def _worker_explain(
     spec: ExplainSpec, source: SlideSource, specs: tuple[TileSpec, ...], start: int
 ) -> ExplainedBatch:
     _model, card, explainer = prepared(spec.model, spec.method, spec.channels_last)
-    return explain_tiles(cached_slide(source), specs, start, card, explainer, spec.k)
+    return explain_tiles(cached_slide(source), specs, start, card, explainer, spec.canvas_downsample)
 
 
 class ExplainPool(WorkerPool):
@@ -295,7 +301,7 @@ def iter_explained(
         slide = source.open()
         try:
             for start, specs in jobs:
-                yield explain_tiles(slide, specs, start, card, explainer, spec.k)
+                yield explain_tiles(slide, specs, start, card, explainer, spec.canvas_downsample)
         finally:
             slide.close()
         return

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pathxai.geometry import Grid
-from pathxai.stitch import Stitcher, downsample2
+from pathxai.stitch import Stitcher, downsample2, n_levels
 from pathxai.store.heatmap import HeatmapStore
 
-__all__ = ["canvas_bands", "canvas_shape"]
+__all__ = ["canvas_bands", "canvas_shape", "finalize_canvas"]
 
 
-def canvas_shape(grid: Grid, k: int) -> tuple[int, int]:
-    """``(rows, cols)`` of the overlay canvas: the grid's extent at ``k`` tile pixels per canvas pixel."""
+def canvas_shape(grid: Grid, canvas_downsample: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the overlay canvas: the grid's extent in canvas pixels."""
+    k = canvas_downsample
     return max(1, math.ceil(grid.m_height / k)), max(1, math.ceil(grid.m_width / k))
 
 
 def canvas_bands(
     store: HeatmapStore,
-    k: int,
+    canvas_downsample: int,
     canvas_shape: tuple[int, int],
     levels: int,
     window: str,
@@ -35,7 +38,7 @@ def canvas_bands(
     ----------
     store
         A store whose tiles are all computed.
-    k
+    canvas_downsample
         Tile pixels per canvas pixel.
     canvas_shape
         ``(rows, cols)`` of level 0 (:func:`canvas_shape`).
@@ -57,6 +60,7 @@ def canvas_bands(
         ``"count"`` (level 0).
     """
     h, w = canvas_shape
+    k = canvas_downsample
     m_xy = store.m_coords
     c_x, c_y = m_xy[:, 0] // k, m_xy[:, 1] // k
     tile_c = int(store.attrs["size"]) // k
@@ -89,3 +93,33 @@ def canvas_bands(
             rel, prob = downsample2(rel), downsample2(prob)
             yield "relevance", level, r0 >> level, rel
             yield "probability", level, r0 >> level, prob
+
+
+def finalize_canvas(
+    store: HeatmapStore,
+    target: Path,
+    grid: Grid,
+    canvas_downsample: int,
+    window: str,
+    tumour_index: int,
+    tissue_fraction: float,
+    tile_chunk: int,
+) -> Path:
+    """Stitch a store whose tiles are all done and write it, complete with its pyramid, to ``target``.
+
+    The complete store also records ``relevance_vmax`` (a robust maximum of the absolute relevance,
+    for the colour scale) and the slide's ``tissue_fraction``; see
+    :meth:`~pathxai.store.heatmap.HeatmapStore.finalize`.
+    """
+    shape = canvas_shape(grid, canvas_downsample)
+    levels = n_levels(shape, 256)
+    samples: list[np.ndarray] = []
+    bands = canvas_bands(store, canvas_downsample, shape, levels, window, tumour_index, samples)
+
+    def final_attrs() -> dict[str, Any]:
+        from pathxai.render.heatmap import robust_vmax
+
+        vals = np.concatenate(samples) if samples else np.zeros(0, np.float32)
+        return {"relevance_vmax": robust_vmax(vals), "tissue_fraction": tissue_fraction}
+
+    return store.finalize(target, shape, levels, bands, final_attrs, tile_chunk=tile_chunk)

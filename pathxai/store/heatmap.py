@@ -33,14 +33,15 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import h5py
 import numpy as np
 
 from pathxai.atomic import atomic_path
-from pathxai.errors import StoreError, StoreMismatchError
+from pathxai.errors import StoreError
+from pathxai.store.compat import MATCH_KEYS, attr_value, check_compatible, check_same_slide, plain
+from pathxai.store.layout import CANVAS_LAYERS, PER_TILE, copy_per_tile, create_canvas_layers, early_dcpl
 
 __all__ = [
     "CANVAS_LAYERS",
@@ -53,37 +54,6 @@ __all__ = [
 
 HEATMAP_SCHEMA = "pathxai.heatmap/1"
 
-#: Stitched layers of a complete store (``count`` only has level 0).
-CANVAS_LAYERS = ("relevance", "probability", "count")
-
-#: Attributes that must agree between a store and a requested run (else :class:`StoreError`).
-MATCH_KEYS = (
-    "model_sha256",
-    "method",
-    "target_class",
-    "mpp",
-    "size",
-    "stride",
-    "slide_mpp",
-    "canvas_downsample",
-    "min_tissue",
-    "tissue_settings",
-    "window",
-)
-
-_PER_TILE = ("coords", "m_coords", "t_index", "tissue", "probabilities", "done", "failed", "tile_relevance")
-_GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-
-
-def _same_path(a: Any, b: Any) -> bool:
-    """Whether two recorded slide paths name the same file (resolved; missing counts as different)."""
-    if a is None or b is None:
-        return False
-    try:
-        return Path(str(_plain(a))).resolve() == Path(str(b)).resolve()
-    except OSError:
-        return str(_plain(a)) == str(b)
-
 
 def final_path(directory: str | Path, slide_id: str) -> Path:
     """Where the complete store of ``slide_id`` lives."""
@@ -93,41 +63,6 @@ def final_path(directory: str | Path, slide_id: str) -> Path:
 def partial_path(directory: str | Path, slide_id: str) -> Path:
     """Where an unfinished run of ``slide_id`` keeps its progress."""
     return Path(directory) / f"{slide_id}.partial.h5"
-
-
-def _attr_value(value: Any) -> Any:
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True)
-    if value is None:
-        return ""
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _same(a: Any, b: Any) -> bool:
-    a, b = _plain(a), _plain(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
-    if isinstance(a, str) and isinstance(b, str) and a[:1] in "{[" and b[:1] in "{[":
-        try:
-            return bool(json.loads(a) == json.loads(b))
-        except json.JSONDecodeError:
-            return a == b
-    return bool(a == b)
-
-
-def _early_dcpl() -> h5py.h5p.PropDCID:
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    return dcpl
 
 
 class HeatmapStore:
@@ -191,7 +126,7 @@ class HeatmapStore:
             raise StoreError(f"cannot create the store ({exc})", path=path) from exc
         try:
             for key, value in attrs.items():
-                h5.attrs[key] = _attr_value(value)
+                h5.attrs[key] = attr_value(value)
             h5.attrs["schema"] = HEATMAP_SCHEMA
             h5.attrs["status"] = "partial"
             h5.attrs["n_tiles"] = n
@@ -200,8 +135,8 @@ class HeatmapStore:
             h5.create_dataset("m_coords", data=np.asarray(m_coords, np.int64).reshape(n, 2))
             h5.create_dataset("t_index", data=np.asarray(t_index, np.int32).reshape(n, 2))
             h5.create_dataset("tissue", data=np.asarray(tissue, np.float32).reshape(n))
-            h5.create_dataset("probabilities", shape=(n, n_classes), dtype="f4", dcpl=_early_dcpl())
-            h5.create_dataset("tile_relevance", shape=(n, tile_px, tile_px), dtype="f4", dcpl=_early_dcpl())
+            h5.create_dataset("probabilities", shape=(n, n_classes), dtype="f4", dcpl=early_dcpl())
+            h5.create_dataset("tile_relevance", shape=(n, tile_px, tile_px), dtype="f4", dcpl=early_dcpl())
             h5.create_dataset("done", data=np.zeros(n, dtype=bool))
             h5.create_dataset("failed", data=np.zeros(n, dtype=bool))
             h5.close()
@@ -230,8 +165,10 @@ class HeatmapStore:
 
         Raises
         ------
+        StoreMismatchError
+            If it holds another slide's run or was made with other settings.
         StoreError
-            If it is unreadable, not partial, or was made with other settings.
+            If it is unreadable or not partial.
         """
         store = cls._open(Path(path), "r+")
         try:
@@ -255,13 +192,13 @@ class HeatmapStore:
                 path=path,
                 hint="delete it and rerun, or rerun with --overwrite",
             ) from exc
-        schema = _plain(h5.attrs.get("schema"))
+        schema = plain(h5.attrs.get("schema"))
         if schema != HEATMAP_SCHEMA:
             h5.close()
             raise StoreError(
                 f"not a pathxai heatmap store (schema {schema!r}, expected {HEATMAP_SCHEMA!r})", path=path
             )
-        missing = [k for k in _PER_TILE if k not in h5]
+        missing = [k for k in PER_TILE if k not in h5]
         if missing:
             h5.close()
             raise StoreError(f"heatmap store lacks datasets {missing}", path=path)
@@ -296,9 +233,7 @@ class HeatmapStore:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -309,7 +244,7 @@ class HeatmapStore:
     @property
     def attrs(self) -> dict[str, Any]:
         """File attributes as plain Python values (JSON attributes stay strings)."""
-        return {k: _plain(v) for k, v in self.h5.attrs.items()}
+        return {k: plain(v) for k, v in self.h5.attrs.items()}
 
     @property
     def tissue_settings(self) -> dict[str, Any]:
@@ -320,43 +255,16 @@ class HeatmapStore:
     def check_same_slide(self, expected: Mapping[str, Any]) -> None:
         """Raise :class:`StoreMismatchError` when this store holds the result of another slide.
 
-        Stores record the slide's content fingerprint (``slide_fingerprint``): two different slides
-        with the same file name (multi-site cohorts) never share a result, and a byte-identical copy
-        under another path does. Stores written before fingerprints are matched by resolved path.
+        See :func:`pathxai.store.compat.check_same_slide`.
         """
-        attrs = self.attrs
-        have, want = attrs.get("slide_fingerprint"), expected.get("slide_fingerprint")
-        if have is not None and want is not None:
-            same = _plain(have) == want
-        else:
-            same = _same_path(attrs.get("slide"), expected.get("slide"))
-        if not same:
-            raise StoreMismatchError(
-                f"holds the heatmap of another slide ({_plain(attrs.get('slide'))!s}), not of "
-                f"{expected.get('slide')!s} (same output name, different content)",
-                path=self.path,
-                hint="use another --out directory, give the slides distinct ids (a manifest "
-                "'slide_id' column), or --overwrite to replace it",
-            )
+        check_same_slide(self.attrs, expected, self.path)
 
     def check_compatible(self, expected: Mapping[str, Any], keys: Iterable[str] = MATCH_KEYS) -> None:
-        """Raise :class:`StoreMismatchError` for another slide's store or every setting that differs."""
-        self.check_same_slide(expected)
-        attrs = self.attrs
-        diffs = []
-        for key in keys:
-            if key not in expected:
-                continue
-            want = _attr_value(expected[key])
-            have = attrs.get(key)
-            if have is None or not _same(have, want):
-                diffs.append(f"{key}: store has {have!r}, run wants {_plain(want)!r}")
-        if diffs:
-            raise StoreMismatchError(
-                "store was made with other settings (" + "; ".join(diffs) + ")",
-                path=self.path,
-                hint="use --overwrite to replace it, or another --out directory",
-            )
+        """Raise :class:`StoreMismatchError` for another slide's store or every setting that differs.
+
+        See :func:`pathxai.store.compat.check_compatible`.
+        """
+        check_compatible(self.attrs, expected, self.path, keys)
 
     @property
     def n_tiles(self) -> int:
@@ -544,35 +452,13 @@ class HeatmapStore:
         with atomic_path(target) as tmp, h5py.File(tmp, "w") as out:
             for key, value in src.attrs.items():
                 out.attrs[key] = value
-            n = self.n_tiles
-            chunk = max(1, min(n, tile_chunk))
-            for name in _PER_TILE:
-                ds = src[name]
-                kwargs: dict[str, Any] = dict(_GZIP) if n else {}
-                if n:
-                    kwargs["chunks"] = (chunk, *ds.shape[1:]) if ds.shape[1:] else (max(1, min(n, 4096)),)
-                dst = out.create_dataset(name, shape=ds.shape, dtype=ds.dtype, **kwargs)
-                for i in range(0, n, 4096):
-                    dst[i : i + 4096] = ds[i : i + 4096]
-            for layer in CANVAS_LAYERS:
-                grp = out.create_group(layer)
-                for level in range(levels + 1 if layer != "count" else 1):
-                    lh, lw = h, w
-                    for _ in range(level):
-                        lh, lw = -(-lh // 2), -(-lw // 2)
-                    grp.create_dataset(
-                        str(level),
-                        shape=(lh, lw),
-                        dtype="f4",
-                        chunks=(min(256, max(lh, 1)), min(256, max(lw, 1))) if lh and lw else None,
-                        fillvalue=np.nan,
-                        **(_GZIP if lh and lw else {}),
-                    )
+            copy_per_tile(src, out, tile_chunk)
+            create_canvas_layers(out, h, w, levels)
             for layer, level, row0, rows in bands:
                 out[f"{layer}/{level}"][row0 : row0 + rows.shape[0]] = rows
             extra = attrs() if callable(attrs) else (attrs or {})
             for key, value in dict(extra).items():
-                out.attrs[key] = _attr_value(value)
+                out.attrs[key] = attr_value(value)
             out.attrs["status"] = "complete"
             out.attrs["levels"] = levels
             out.attrs["canvas_height"] = h

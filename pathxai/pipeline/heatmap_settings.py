@@ -1,0 +1,190 @@
+"""What determines a heatmap run: its settings, the tile geometry they give with a model, the store attributes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pathxai import __version__
+from pathxai.pipeline.explain_pool import ExplainSpec
+from pathxai.pipeline.heatmap_jobs import SlideJob
+from pathxai.slide import BaseSlide, TissueSettings
+from pathxai.slide.fingerprint import slide_fingerprint
+from pathxai.stitch import WINDOWS
+
+__all__ = ["EXPORTS", "HeatmapSettings", "TileGeometry", "default_workers", "expected_attrs", "explain_spec"]
+
+#: Export formats written beside each store.
+EXPORTS = ("tif", "png", "geojson")
+
+
+@dataclass(frozen=True)
+class HeatmapSettings:
+    """Everything that determines a heatmap run (picklable, sent to Dask workers).
+
+    Attributes
+    ----------
+    model
+        ``"default"`` or a model directory / weights / card path.
+    method
+        A name from :data:`pathxai.explain.METHODS`.
+    mpp, size, stride
+        Tile resolution (µm/px), side and step in pixels; ``None``: the model card's mpp and
+        input size, stride = size.
+    canvas_downsample
+        Tile pixels per canvas pixel (overlay mpp = ``mpp * canvas_downsample``); must divide size
+        and stride.
+    min_tissue
+        Minimum tissue fraction of a tile.
+    tissue
+        Tissue detection settings.
+    window
+        Overlap weighting (:data:`pathxai.stitch.WINDOWS`).
+    batch_size
+        Tiles per model batch.
+    workers
+        Processes that read *and* explain tiles, each with its own model (0: everything in this
+        process). ``None`` (default): one per CPU core of the machine that runs the slide; with
+        ``dask="local"``, the cores shared among the cluster's workers.
+    threads
+        Torch threads of each computing process (``None``: 1 per worker process, torch's default
+        in this process with ``workers=0``).
+    exports
+        Which of :data:`EXPORTS` to write.
+    overwrite
+        Replace existing stores made with other settings instead of refusing.
+    opacity
+        PNG overlay opacity.
+    probability_threshold
+        Probability above which a region is exported as ``Tumor``.
+    channels_last
+        Run the model in channels-last memory format (default; ~1.5-2x faster LRP on this project's
+        CPU for the default model, same results within float noise).
+    """
+
+    model: str = "default"
+    method: str = "lrp"
+    mpp: float | None = None
+    size: int | None = None
+    stride: int | None = None
+    canvas_downsample: int = 4
+    min_tissue: float = 0.25
+    tissue: TissueSettings = field(default_factory=TissueSettings)
+    window: str = "count"
+    batch_size: int = 16
+    workers: int | None = None
+    threads: int | None = None
+    exports: tuple[str, ...] = EXPORTS
+    overwrite: bool = False
+    opacity: float = 0.6
+    probability_threshold: float = 0.5
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.canvas_downsample < 1:
+            raise ValueError(f"canvas_downsample must be >= 1, got {self.canvas_downsample}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
+        if self.batch_size < 1 or (self.workers is not None and self.workers < 0):
+            raise ValueError("batch_size must be >= 1 and workers >= 0")
+        unknown = set(self.exports) - set(EXPORTS)
+        if unknown:
+            raise ValueError(f"unknown exports {sorted(unknown)}; choose from {EXPORTS}")
+
+    @property
+    def n_workers(self) -> int:
+        """``workers``, or one per CPU core of this machine when it is ``None``."""
+        return default_workers() if self.workers is None else self.workers
+
+
+@dataclass(frozen=True)
+class TileGeometry:
+    """The tiles of a run: resolution (µm/px), side and step in pixels, pixels per canvas pixel."""
+
+    mpp: float
+    size: int
+    stride: int
+    canvas_downsample: int
+
+    @classmethod
+    def of(cls, settings: HeatmapSettings, card: Any) -> TileGeometry:
+        """The settings' geometry, with the model card's mpp and input size where they give none.
+
+        Raises
+        ------
+        ValueError
+            If the canvas downsample does not divide the tile size and stride (no exact alignment).
+        """
+        size = int(settings.size if settings.size is not None else card.input_size)
+        geometry = cls(
+            mpp=float(settings.mpp if settings.mpp is not None else card.mpp),
+            size=size,
+            stride=int(settings.stride if settings.stride is not None else size),
+            canvas_downsample=settings.canvas_downsample,
+        )
+        k = geometry.canvas_downsample
+        if geometry.size % k or geometry.stride % k:
+            raise ValueError(
+                f"tile size {geometry.size} and stride {geometry.stride} must be divisible by the canvas "
+                f"downsample {k} (exact alignment); choose --size/--stride multiples of it or another "
+                "--canvas-downsample"
+            )
+        return geometry
+
+    @property
+    def tile_px(self) -> int:
+        """Side of a tile's pooled relevance map in canvas pixels."""
+        return self.size // self.canvas_downsample
+
+
+def expected_attrs(
+    settings: HeatmapSettings, card: Any, slide: BaseSlide, job: SlideJob, geometry: TileGeometry
+) -> dict[str, Any]:
+    """The attributes a run writes to its store: the slide (with its content fingerprint) and settings."""
+    return {
+        "slide": str(job.path),
+        "slide_fingerprint": slide_fingerprint(job.path),
+        "slide_id": job.slide_id,
+        "slide_mpp": float(slide.mpp),
+        "mpp_source": slide.resolution.source,
+        "l0_width": int(slide.dimensions[0]),
+        "l0_height": int(slide.dimensions[1]),
+        "mpp": geometry.mpp,
+        "size": geometry.size,
+        "stride": geometry.stride,
+        "overlay_mpp": geometry.mpp * geometry.canvas_downsample,
+        "canvas_downsample": geometry.canvas_downsample,
+        "min_tissue": float(settings.min_tissue),
+        "tissue_settings": settings.tissue.to_dict(),
+        "model_sha256": card.weights_sha256,
+        "model_name": str(settings.model) if str(settings.model) == "default" else Path(settings.model).name,
+        "model_arch": card.arch,
+        "classes": list(card.classes),
+        "method": settings.method,
+        "target_class": int(card.tumour_index),
+        "window": settings.window,
+        "channels_last": bool(settings.channels_last),
+        "pathxai_version": __version__,
+    }
+
+
+def explain_spec(settings: HeatmapSettings) -> ExplainSpec:
+    """What every computing process needs to know about the model for these settings."""
+    return ExplainSpec(
+        settings.model,
+        settings.method,
+        settings.channels_last,
+        settings.canvas_downsample,
+        settings.threads or 1,
+        warmup=settings.batch_size,
+    )
+
+
+def default_workers() -> int:
+    """Computing processes for this machine: one per CPU core available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,59 @@
+"""How a heatmap store lies in HDF5: its datasets, their allocation, chunks and compression."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h5py
+import numpy as np
+
+__all__ = ["CANVAS_LAYERS", "GZIP", "PER_TILE", "copy_per_tile", "create_canvas_layers", "early_dcpl"]
+
+#: Stitched layers of a complete store (``count`` only has level 0).
+CANVAS_LAYERS = ("relevance", "probability", "count")
+
+#: Datasets with one row per tile, in every store (partial or complete).
+PER_TILE = ("coords", "m_coords", "t_index", "tissue", "probabilities", "done", "failed", "tile_relevance")
+
+#: Compression of a complete store's datasets (fast gzip on shuffled bytes).
+GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+def early_dcpl() -> h5py.h5p.PropDCID:
+    """Dataset creation properties: storage allocated at creation, never filled (raw writes at fixed offsets)."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    return dcpl
+
+
+def copy_per_tile(src: h5py.File, out: h5py.File, tile_chunk: int) -> None:
+    """Copy the per-tile datasets of a partial store, compressed, ``tile_chunk`` tiles per chunk."""
+    n = int(src["coords"].shape[0])
+    chunk = max(1, min(n, tile_chunk))
+    for name in PER_TILE:
+        ds = src[name]
+        kwargs: dict[str, Any] = dict(GZIP) if n else {}
+        if n:
+            kwargs["chunks"] = (chunk, *ds.shape[1:]) if ds.shape[1:] else (max(1, min(n, 4096)),)
+        dst = out.create_dataset(name, shape=ds.shape, dtype=ds.dtype, **kwargs)
+        for i in range(0, n, 4096):
+            dst[i : i + 4096] = ds[i : i + 4096]
+
+
+def create_canvas_layers(out: h5py.File, h: int, w: int, levels: int) -> None:
+    """Create every pyramid level of :data:`CANVAS_LAYERS` (NaN-filled, chunked 256 x 256)."""
+    for layer in CANVAS_LAYERS:
+        grp = out.create_group(layer)
+        for level in range(levels + 1 if layer != "count" else 1):
+            lh, lw = h, w
+            for _ in range(level):
+                lh, lw = -(-lh // 2), -(-lw // 2)
+            grp.create_dataset(
+                str(level),
+                shape=(lh, lw),
+                dtype="f4",
+                chunks=(min(256, max(lh, 1)), min(256, max(lw, 1))) if lh and lw else None,
+                fillvalue=np.nan,
+                **(GZIP if lh and lw else {}),
+            )
