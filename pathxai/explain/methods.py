@@ -12,6 +12,7 @@ target, so they return the gradient of the target logit.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -42,12 +43,14 @@ def register_method(name: str) -> Callable[[_M], _M]:
     Returns
     -------
     callable
-        The decorator; it returns the class unchanged.
+        The decorator; it sets the class's :attr:`Method.name` to ``name`` (one spelling of the name)
+        and returns the class.
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"a method name must be a non-empty string, got {name!r}")
 
     def wrapped(cls: _M) -> _M:
+        cls.name = name
         METHODS[name] = cls
         return cls
 
@@ -76,7 +79,7 @@ class Method:
         The caller's model; methods work on a private prepared copy and never modify it.
     """
 
-    #: Name under which the class is registered (informational).
+    #: Name under which the class is registered (set by :func:`register_method`).
     name: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module) -> None:
@@ -167,21 +170,16 @@ class LRP(Method):
 class FastLRP(LRP):
     """The production default: EpsilonPlusFlat with the efficient rules (= ``lrp_epsilon_plus_flat``)."""
 
-    name = "lrp"
-
 
 @register_method("lrp_epsilon_plus_flat")
 class EpsilonPlusFlatLRP(LRP):
     """Flat rule for the first layer, z+ for convolutions, epsilon for dense layers (efficient rules)."""
-
-    name = "lrp_epsilon_plus_flat"
 
 
 @register_method("lrp_epsilon_gamma_box")
 class EpsilonGammaBoxLRP(LRP):
     """Z-box for the first layer (bounds from ``mean``/``std``), gamma for convolutions, epsilon for dense."""
 
-    name = "lrp_epsilon_gamma_box"
     composite_name = "epsilon_gamma_box"
 
 
@@ -189,7 +187,6 @@ class EpsilonGammaBoxLRP(LRP):
 class EpsilonAlpha2Beta1FlatLRP(LRP):
     """Flat rule for the first layer, alpha2-beta1 for convolutions, epsilon for dense layers."""
 
-    name = "lrp_epsilon_alpha2_beta1_flat"
     composite_name = "epsilon_alpha2_beta1_flat"
 
 
@@ -197,7 +194,6 @@ class EpsilonAlpha2Beta1FlatLRP(LRP):
 class StockLRP(LRP):
     """zennit's stock EpsilonPlusFlat composite and canonizers: the reference for the fast path."""
 
-    name = "lrp_zennit"
     default_fast = False
 
 
@@ -229,14 +225,10 @@ class _GradientMethod(Method):
 class GradientMethod(_GradientMethod):
     """The gradient of the target logit with respect to the input (sensitivity)."""
 
-    name = "gradient"
-
 
 @register_method("gradient_x_input")
 class GradientTimesInput(_GradientMethod):
     """Gradient times input."""
-
-    name = "gradient_x_input"
 
     def finish(self, x: Tensor, gradient: Tensor) -> Tensor:
         """Multiply the gradient by the input."""
@@ -258,8 +250,6 @@ class SmoothGradMethod(_GradientMethod):
     seed : int or None
         Seed of the noise, so results are reproducible; ``None`` leaves torch's global generator alone.
     """
-
-    name = "smoothgrad"
 
     def __init__(
         self, model: nn.Module, *, noise_level: float = 0.1, n_iter: int = 20, seed: int | None = 0
@@ -294,8 +284,6 @@ class IntegratedGradientsMethod(_GradientMethod):
         mean/std-normalised inputs.
     """
 
-    name = "integrated_gradients"
-
     def __init__(self, model: nn.Module, *, n_iter: int = 20, baseline: float = 0.0) -> None:
         super().__init__(model)
         if n_iter < 1:
@@ -320,9 +308,9 @@ def make_method(name: str, model: nn.Module, **options: Any) -> Method:
     """
     if name not in METHODS:
         raise ValueError(f"unknown explanation method {name!r}; valid methods: {', '.join(method_names())}")
-    try:
-        return METHODS[name](model, **options)
+    cls = METHODS[name]
+    try:  # check the options against the signature rather than parse a TypeError's message
+        inspect.signature(cls).bind(model, **options)
     except TypeError as exc:
-        if "unexpected keyword argument" in str(exc):
-            raise ValueError(f"method {name!r} does not take these options: {exc}") from exc
-        raise
+        raise ValueError(f"method {name!r} does not take these options: {exc}") from exc
+    return cls(model, **options)

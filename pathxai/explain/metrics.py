@@ -146,6 +146,46 @@ def region_perturbation(
     -------
     PerturbationCurve
     """
+    rel, targets = _checked_inputs(x, relevance, target, patch, steps, batch_size, order, score)
+    n, _, h, w = x.shape
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    n_regions = -(-h // patch) * -(-w // patch)
+    counts = np.unique(np.linspace(0, n_regions, steps + 1).round().astype(int))
+    all_scores = np.zeros((n, len(counts)), np.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            xb = x[start:stop].to(device)
+            base = make_baseline(xb, baseline)
+            rank_map = _rank_map(rel[start:stop], patch, order).to(device)
+            tb = targets[start:stop].to(device)
+            for step, count in enumerate(counts):
+                perturbed = torch.where(rank_map < int(count), base, xb)
+                with torch.inference_mode():
+                    out = model(perturbed)
+                    if score == "probability":
+                        out = torch.softmax(out, dim=1)
+                    all_scores[start:stop, step] = out.gather(1, tb[:, None])[:, 0].double().cpu().numpy()
+    finally:
+        model.train(was_training)
+    fractions = counts / n_regions
+    auc = np.asarray(np.trapezoid(all_scores, fractions, axis=1), dtype=np.float64)
+    return PerturbationCurve(fractions, all_scores, auc, order, score)
+
+
+def _checked_inputs(
+    x: Tensor,
+    relevance: np.ndarray | Tensor,
+    target: int | np.ndarray | Tensor,
+    patch: int,
+    steps: int,
+    batch_size: int,
+    order: str,
+    score: str,
+) -> tuple[Tensor, Tensor]:
+    """Validate :func:`region_perturbation`'s arguments; return float32 relevance and ``(N,)`` targets."""
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     rel = torch.as_tensor(np.asarray(relevance) if not isinstance(relevance, Tensor) else relevance)
@@ -164,41 +204,20 @@ def region_perturbation(
         targets = targets.expand(n)
     if targets.numel() != n:
         raise ValueError(f"target has {targets.numel()} entries for {n} images")
+    return rel, targets
 
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+
+def _rank_map(relevance: Tensor, patch: int, order: str) -> Tensor:
+    """``(n, 1, H, W)`` map of each pixel's region rank in perturbation order (0 = perturbed first)."""
+    n, h, w = relevance.shape
     gh, gw = -(-h // patch), -(-w // patch)
     n_regions = gh * gw
-    counts = np.unique(np.linspace(0, n_regions, steps + 1).round().astype(int))
-    all_scores = np.zeros((n, len(counts)), np.float64)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, n, batch_size):
-            stop = min(n, start + batch_size)
-            xb = x[start:stop].to(device)
-            base = make_baseline(xb, baseline)
-            ranks = torch.empty((stop - start, n_regions), dtype=torch.int64)
-            ranks.scatter_(
-                1,
-                _patch_order(rel[start:stop], patch, order),
-                torch.arange(n_regions).expand(stop - start, -1).contiguous(),
-            )
-            # rank of each pixel's region, as an (n, H, W) map
-            rank_map = ranks.view(-1, 1, gh, gw).repeat_interleave(patch, 2).repeat_interleave(patch, 3)
-            rank_map = rank_map[:, :, :h, :w].to(device)
-            tb = targets[start:stop].to(device)
-            for step, count in enumerate(counts):
-                perturbed = torch.where(rank_map < int(count), base, xb)
-                with torch.inference_mode():
-                    out = model(perturbed)
-                    if score == "probability":
-                        out = torch.softmax(out, dim=1)
-                    all_scores[start:stop, step] = out.gather(1, tb[:, None])[:, 0].double().cpu().numpy()
-    finally:
-        model.train(was_training)
-    fractions = counts / n_regions
-    auc = np.asarray(np.trapezoid(all_scores, fractions, axis=1), dtype=np.float64)
-    return PerturbationCurve(fractions, all_scores, auc, order, score)
+    ranks = torch.empty((n, n_regions), dtype=torch.int64)
+    ranks.scatter_(
+        1, _patch_order(relevance, patch, order), torch.arange(n_regions).expand(n, -1).contiguous()
+    )
+    rank_map = ranks.view(-1, 1, gh, gw).repeat_interleave(patch, 2).repeat_interleave(patch, 3)
+    return rank_map[:, :, :h, :w]
 
 
 def random_relevance(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:

@@ -82,46 +82,57 @@ def mask_features(
     for region in measure.regionprops(labels):
         if region.area < min_area_px:
             continue
-        r0, c0, r1, c1 = region.bbox
-        crop = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=np.float32)
-        crop[1:-1, 1:-1] = region.image
-        # fully_connected="high": diagonal neighbours join, as in the 8-connected labelling above, so a
-        # region has exactly one exterior ring (otherwise a diagonal part became a "hole" outside it).
-        contours = measure.find_contours(crop, 0.5, fully_connected="high")
-        rings = [_ring(c, (r0, c0), l0_per_pixel, tolerance) for c in contours]
-        rings = [r for r in rings if len(r) >= 4 and abs(_signed_area(r)) > 0]
-        if not rings:
+        rings = _polygon(region, l0_per_pixel, tolerance)
+        if rings is None:
             continue
-        areas = [abs(_signed_area(r)) for r in rings]
-        outer_i = int(np.argmax(areas))
-        outer = rings[outer_i] if _signed_area(rings[outer_i]) > 0 else rings[outer_i][::-1]
-        holes = [r if _signed_area(r) < 0 else r[::-1] for i, r in enumerate(rings) if i != outer_i]
         props: dict[str, Any] = {
             "objectType": "annotation",
             "name": classification,
             "classification": {"name": classification, "color": [int(c) for c in color]},
             "isLocked": False,
+            "measurements": _measurements(region, l0_per_pixel, values),
         }
-        measurements: dict[str, float] = {"area_l0_px": float(region.area * l0_per_pixel**2)}
-        if values is not None:
-            inside = values[r0:r1, c0:c1][region.image]
-            inside = inside[np.isfinite(inside)]
-            if inside.size:
-                measurements["mean"] = float(inside.mean())
-                measurements["max"] = float(inside.max())
-        props["measurements"] = measurements
         props.update(properties or {})
         features.append(
             {
                 "type": "Feature",
-                "geometry": {
-                    "type": "Polygon",
-                    "coordinates": [np.round(r, 2).tolist() for r in [outer, *holes]],
-                },
+                "geometry": {"type": "Polygon", "coordinates": [np.round(r, 2).tolist() for r in rings]},
                 "properties": props,
             }
         )
     return features
+
+
+def _polygon(region: Any, l0_per_pixel: float, tolerance: float) -> list[np.ndarray] | None:
+    """The exterior ring (counter-clockwise) then the holes (clockwise) of a labelled region, level-0."""
+    r0, c0, r1, c1 = region.bbox
+    crop = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=np.float32)
+    crop[1:-1, 1:-1] = region.image
+    # fully_connected="high": diagonal neighbours join, as in the 8-connected labelling above, so a
+    # region has exactly one exterior ring (otherwise a diagonal part became a "hole" outside it).
+    contours = measure.find_contours(crop, 0.5, fully_connected="high")
+    rings = [_ring(c, (r0, c0), l0_per_pixel, tolerance) for c in contours]
+    rings = [r for r in rings if len(r) >= 4 and abs(_signed_area(r)) > 0]
+    if not rings:
+        return None
+    areas = [abs(_signed_area(r)) for r in rings]
+    outer_i = int(np.argmax(areas))
+    outer = rings[outer_i] if _signed_area(rings[outer_i]) > 0 else rings[outer_i][::-1]
+    holes = [r if _signed_area(r) < 0 else r[::-1] for i, r in enumerate(rings) if i != outer_i]
+    return [outer, *holes]
+
+
+def _measurements(region: Any, l0_per_pixel: float, values: np.ndarray | None) -> dict[str, float]:
+    """A region's level-0 area, and the mean and max of ``values`` inside it."""
+    measurements: dict[str, float] = {"area_l0_px": float(region.area * l0_per_pixel**2)}
+    if values is not None:
+        r0, c0, r1, c1 = region.bbox
+        inside = values[r0:r1, c0:c1][region.image]
+        inside = inside[np.isfinite(inside)]
+        if inside.size:
+            measurements["mean"] = float(inside.mean())
+            measurements["max"] = float(inside.max())
+    return measurements
 
 
 def write_geojson(path: str | Path, features: Sequence[Mapping[str, Any]], **collection: Any) -> Path:

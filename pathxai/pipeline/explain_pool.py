@@ -45,12 +45,9 @@ class ExplainSpec:
 
     Attributes
     ----------
-    model
-        ``"default"`` or a model directory / weights / card path.
-    method
-        A name from :data:`pathxai.explain.METHODS`.
-    channels_last
-        Run the model in channels-last memory format.
+    model, method, channels_last
+        The model reference, the attribution method and whether the model runs channels-last, as
+        in the run's settings (:class:`pathxai.pipeline.heatmap_settings.HeatmapSettings`).
     canvas_downsample
         Tile pixels per overlay pixel (relevance is sum-pooled by it).
     threads

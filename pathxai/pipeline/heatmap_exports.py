@@ -49,89 +49,110 @@ def write_exports(
     probability_threshold
         Tumour probability above which GeoJSON "Tumor" regions are drawn.
     """
-    from pathxai.export import mask_features, write_geojson, write_png, write_pyramid_tiff
-    from pathxai.render.heatmap import blend, overview_image, relevance_rgba
-
     timings: dict[str, float] = {}
     with HeatmapStore.open(store_path) as store:
-        attrs = store.attrs
-        vmax = float(attrs["relevance_vmax"])
         levels = store.levels
         # the finest level with at most ~4 M pixels, for the overview and the polygons (bounded cost)
         small = next((lv for lv in range(levels + 1) if math.prod(store.level_shape(lv)) <= 1 << 22), levels)
-        f0 = store.l0_per_pixel(0)
         if "tif" in exports:
             t0 = time.perf_counter()
-            shapes = [store.level_shape(lv) for lv in range(levels + 1)]
-
-            def tile_fn(level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-                rel = store.region(level, x, y, w, h, "relevance")
-                if not np.isfinite(rel).any():  # no tile here: glass, skip reading the slide
-                    return np.full((h, w, 3), 255, dtype=np.uint8)
-                f = f0 * 2**level
-                l0x, l0y = round(x * f), round(y * f)
-                l0w = max(1, min(round((x + w) * f), slide.dimensions[0]) - l0x)
-                l0h = max(1, min(round((y + h) * f), slide.dimensions[1]) - l0y)
-                base = np.full((h, w, 3), 255, dtype=np.uint8)
-                if l0x < slide.dimensions[0] and l0y < slide.dimensions[1]:
-                    bw = min(w, max(1, round(l0w / f)))
-                    bh = min(h, max(1, round(l0h / f)))
-                    base[:bh, :bw] = _read_or_white(slide, l0x, l0y, l0w, l0h, bw, bh)
-                return blend(base, relevance_rgba(rel, vmax), 0.85)
-
-            write_pyramid_tiff(
-                paths["tif"],
-                shapes,
-                tile_fn,
-                mpp=float(attrs["overlay_mpp"]),
-                description=f"pathxai {attrs['method']} relevance overlay of {attrs['slide_id']}",
-            )
+            _write_tif(store, slide, paths["tif"])
             timings["tif_s"] = time.perf_counter() - t0
-        if "png" in exports or "geojson" in exports:
-            rel_small, prob_small = store.relevance(small), store.probability(small)
         if "png" in exports:
             t0 = time.perf_counter()
-            sh, sw = rel_small.shape
-            scale = max(1, math.ceil(1024 / max(sh, sw)))
-            f = store.l0_per_pixel(small) / scale
-            th, tw = sh * scale, sw * scale
-            l0w = min(round(tw * f), slide.dimensions[0])
-            l0h = min(round(th * f), slide.dimensions[1])
-            thumb = np.full((th, tw, 3), 255, dtype=np.uint8)
-            bw, bh = max(1, round(l0w / f)), max(1, round(l0h / f))
-            thumb[: min(bh, th), : min(bw, tw)] = _read_or_white(slide, 0, 0, l0w, l0h, bw, bh)[:th, :tw]
-            title = (
-                f"{attrs['slide_id']}  {attrs['method']}  tiles {store.n_tiles} @ {attrs['mpp']:.3g} um/px"
-                f"  overlay {attrs['overlay_mpp']:.3g} um/px"
-            )
-            write_png(paths["png"], overview_image(thumb, prob_small, rel_small, vmax, opacity, title))
+            _write_png(store, slide, paths["png"], small, opacity)
             timings["png_s"] = time.perf_counter() - t0
         if "geojson" in exports:
             t0 = time.perf_counter()
-            from scipy import ndimage
-
-            fl = store.l0_per_pixel(small)
-            prob_mask = np.nan_to_num(prob_small, nan=0.0) >= probability_threshold
-            rel_pos = np.nan_to_num(rel_small, nan=0.0)
-            smooth = ndimage.gaussian_filter(rel_pos, sigma=1.0)
-            pos = smooth[smooth > 0]
-            thr = 0.5 * float(np.percentile(pos, 99.5)) if pos.size else np.inf
-            rel_mask = smooth >= thr
-            common = {"slide_id": attrs["slide_id"], "method": attrs["method"]}
-            feats = mask_features(
-                prob_mask, fl, "Tumor", (200, 0, 0), values=prob_small, properties=common
-            ) + mask_features(
-                rel_mask, fl, "High relevance", (255, 128, 0), values=rel_small, properties=common
-            )
-            write_geojson(
-                paths["geojson"],
-                feats,
-                properties={
-                    "slide": attrs["slide"],
-                    "coordinates": "level-0 pixels",
-                    "probability_threshold": probability_threshold,
-                    "relevance_threshold": thr if np.isfinite(thr) else None,
-                },
-            )
+            _write_geojson(store, paths["geojson"], small, probability_threshold)
             timings["geojson_s"] = time.perf_counter() - t0
     return timings
+
+
+def _write_tif(store: HeatmapStore, slide: BaseSlide, path: Path) -> None:
+    """The pyramidal RGB overlay: relevance blended over the slide, white where no tile lies."""
+    from pathxai.export import write_pyramid_tiff
+    from pathxai.render.heatmap import blend, relevance_rgba
+
+    attrs = store.attrs
+    vmax = float(attrs["relevance_vmax"])
+    f0 = store.l0_per_pixel(0)
+    shapes = [store.level_shape(lv) for lv in range(store.levels + 1)]
+
+    def tile_fn(level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        rel = store.region(level, x, y, w, h, "relevance")
+        if not np.isfinite(rel).any():  # no tile here: glass, skip reading the slide
+            return np.full((h, w, 3), 255, dtype=np.uint8)
+        f = f0 * 2**level
+        l0x, l0y = round(x * f), round(y * f)
+        l0w = max(1, min(round((x + w) * f), slide.dimensions[0]) - l0x)
+        l0h = max(1, min(round((y + h) * f), slide.dimensions[1]) - l0y)
+        base = np.full((h, w, 3), 255, dtype=np.uint8)
+        if l0x < slide.dimensions[0] and l0y < slide.dimensions[1]:
+            bw = min(w, max(1, round(l0w / f)))
+            bh = min(h, max(1, round(l0h / f)))
+            base[:bh, :bw] = _read_or_white(slide, l0x, l0y, l0w, l0h, bw, bh)
+        return blend(base, relevance_rgba(rel, vmax), 0.85)
+
+    write_pyramid_tiff(
+        path,
+        shapes,
+        tile_fn,
+        mpp=float(attrs["overlay_mpp"]),
+        description=f"pathxai {attrs['method']} relevance overlay of {attrs['slide_id']}",
+    )
+
+
+def _write_png(store: HeatmapStore, slide: BaseSlide, path: Path, small: int, opacity: float) -> None:
+    """The overview picture of pyramid level ``small``: probability and relevance over a thumbnail."""
+    from pathxai.export import write_png
+    from pathxai.render.heatmap import overview_image
+
+    attrs = store.attrs
+    rel_small, prob_small = store.relevance(small), store.probability(small)
+    sh, sw = rel_small.shape
+    scale = max(1, math.ceil(1024 / max(sh, sw)))
+    f = store.l0_per_pixel(small) / scale
+    th, tw = sh * scale, sw * scale
+    l0w = min(round(tw * f), slide.dimensions[0])
+    l0h = min(round(th * f), slide.dimensions[1])
+    thumb = np.full((th, tw, 3), 255, dtype=np.uint8)
+    bw, bh = max(1, round(l0w / f)), max(1, round(l0h / f))
+    thumb[: min(bh, th), : min(bw, tw)] = _read_or_white(slide, 0, 0, l0w, l0h, bw, bh)[:th, :tw]
+    title = (
+        f"{attrs['slide_id']}  {attrs['method']}  tiles {store.n_tiles} @ {attrs['mpp']:.3g} um/px"
+        f"  overlay {attrs['overlay_mpp']:.3g} um/px"
+    )
+    vmax = float(attrs["relevance_vmax"])
+    write_png(path, overview_image(thumb, prob_small, rel_small, vmax, opacity, title))
+
+
+def _write_geojson(store: HeatmapStore, path: Path, small: int, probability_threshold: float) -> None:
+    """QuPath polygons of pyramid level ``small``: high tumour probability and high relevance."""
+    from scipy import ndimage
+
+    from pathxai.export import mask_features, write_geojson
+
+    attrs = store.attrs
+    rel_small, prob_small = store.relevance(small), store.probability(small)
+    fl = store.l0_per_pixel(small)
+    prob_mask = np.nan_to_num(prob_small, nan=0.0) >= probability_threshold
+    rel_pos = np.nan_to_num(rel_small, nan=0.0)
+    smooth = ndimage.gaussian_filter(rel_pos, sigma=1.0)
+    pos = smooth[smooth > 0]
+    thr = 0.5 * float(np.percentile(pos, 99.5)) if pos.size else np.inf
+    rel_mask = smooth >= thr
+    common = {"slide_id": attrs["slide_id"], "method": attrs["method"]}
+    feats = mask_features(
+        prob_mask, fl, "Tumor", (200, 0, 0), values=prob_small, properties=common
+    ) + mask_features(rel_mask, fl, "High relevance", (255, 128, 0), values=rel_small, properties=common)
+    write_geojson(
+        path,
+        feats,
+        properties={
+            "slide": attrs["slide"],
+            "coordinates": "level-0 pixels",
+            "probability_threshold": probability_threshold,
+            "relevance_threshold": thr if np.isfinite(thr) else None,
+        },
+    )

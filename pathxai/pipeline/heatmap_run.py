@@ -25,11 +25,12 @@ from pathxai.pipeline.heatmap_compute import TileProgress, compute_tiles
 from pathxai.pipeline.heatmap_exports import write_exports
 from pathxai.pipeline.heatmap_jobs import SlideJob
 from pathxai.pipeline.heatmap_settings import HeatmapSettings, TileGeometry, expected_attrs, explain_spec
-from pathxai.pipeline.heatmap_summary import read_summary, store_summary, write_summary
+from pathxai.pipeline.heatmap_summary import read_summary, write_summary
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, open_slide
 from pathxai.store.heatmap import HeatmapStore, final_path
 from pathxai.store.resume import find_complete, open_run
+from pathxai.store.summary import store_summary
 from pathxai.tiling import SlideSource, tile_slide
 
 __all__ = ["SlideResult", "heatmap_slide", "run_job"]

@@ -176,8 +176,11 @@ def tile_to_file(
     coords_path = write_coords(out, grid, attrs)
     thumb_path = None
     if thumbnail is not None:
-        pic = grid_overlay(thumb, downsample, grid, mask.mask)
-        thumb_path = Path(thumbnail)
-        with atomic_path(thumb_path) as tmp:
-            Image.fromarray(np.asarray(pic)).save(tmp, format="PNG")
+        thumb_path = _write_png(Path(thumbnail), grid_overlay(thumb, downsample, grid, mask.mask))
     return TilingResult(coords_path, thumb_path, grid, mask.fraction, failed)
+
+
+def _write_png(path: Path, picture: np.ndarray) -> Path:
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(picture)).save(tmp, format="PNG")
+    return path

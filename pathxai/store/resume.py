@@ -83,10 +83,8 @@ def open_run(
 
     Parameters
     ----------
-    directory
-        The output directory.
-    slide_id
-        The slide's output name.
+    directory, slide_id
+        Where the run writes and the slide's output name there.
     grid
         This run's tiles.
     expected

@@ -38,6 +38,10 @@ def test_registry_has_every_method() -> None:
     assert method_names() == tuple(sorted(METHODS))
 
 
+def test_a_method_class_is_named_once_by_its_registration() -> None:
+    assert {name: cls.name for name, cls in METHODS.items()} == {name: name for name in METHODS}
+
+
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_explanation_shapes_and_same_forward(vgg: nn.Module, images: torch.Tensor, method: str) -> None:
     options = {"n_iter": 3} if method in ("smoothgrad", "integrated_gradients") else {}
