@@ -70,15 +70,15 @@ def tile_window(n: int, kind: str = "count") -> np.ndarray:
     return np.outer(w, w)
 
 
-def pool_tiles(maps: np.ndarray, k: int, reduce: str = "sum") -> np.ndarray:
-    """Pool ``(B, s, s)`` tile maps by ``k`` x ``k`` blocks to ``(B, s/k, s/k)``.
+def pool_tiles(maps: np.ndarray, canvas_downsample: int, reduce: str = "sum") -> np.ndarray:
+    """Pool ``(B, s, s)`` tile maps by ``k`` x ``k`` blocks to ``(B, s/k, s/k)``, ``k = canvas_downsample``.
 
     Parameters
     ----------
     maps
         Per-tile maps at the target mpp.
-    k
-        Canvas downsample (must divide the tile side).
+    canvas_downsample
+        Tile pixels per canvas pixel (must divide the tile side).
     reduce
         ``"sum"`` keeps relevance mass (a canvas pixel holds the relevance of its ``k x k`` pixels);
         ``"mean"`` keeps intensities.
@@ -91,6 +91,7 @@ def pool_tiles(maps: np.ndarray, k: int, reduce: str = "sum") -> np.ndarray:
     if maps.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got shape {maps.shape}")
     b, h, w = maps.shape
+    k = canvas_downsample
     if k <= 0 or h % k or w % k:
         raise ValueError(f"canvas downsample {k} must be positive and divide the tile size {h}x{w}")
     if reduce not in ("sum", "mean"):

@@ -146,10 +146,11 @@ def explain_tiles(
     return ExplainedBatch(start, probs, pooled, ok, tuple(msg for _, msg in failed), t1 - t0, t2 - t1)
 
 
-def _sum_pool(maps: np.ndarray, k: int) -> np.ndarray:
+def _sum_pool(maps: np.ndarray, canvas_downsample: int) -> np.ndarray:
     """:func:`pathxai.stitch.pool_tiles` (``"sum"``) in torch: the same sums, 6x faster on a batch."""
     import torch
 
+    k = canvas_downsample
     if k == 1 or maps.ndim != 3 or maps.shape[1] % k or maps.shape[2] % k:
         return pool_tiles(maps, k, "sum")  # (it also says what is wrong with the shape)
     rel = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
