@@ -6,19 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pathxai.atomic import write_text_atomic
+from pathxai.jsonio import dumps_json, write_json
 
 __all__ = ["dumps", "read_summary", "write_summary"]
 
 
 def dumps(obj: Any) -> str:
-    """Indented JSON with a final newline (numpy scalars as floats)."""
-    return json.dumps(obj, indent=2, default=float) + "\n"
+    """Indented JSON with a final newline (:func:`pathxai.jsonio.dumps_json`: NaN as ``null``)."""
+    return dumps_json(obj)
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Write a summary atomically."""
-    write_text_atomic(path, dumps(summary))
+    write_json(path, summary)
 
 
 def read_summary(path: Path) -> dict[str, Any]:
