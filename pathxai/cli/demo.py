@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         prune_ratio=args.prune_ratio,
         audit=not args.no_audit,
     )
-    res = run_demo(args.out, slide=args.slide, settings=settings, cache=args.cache)
+    res = run_demo(args.out, settings, slide=args.slide, cache=args.cache)
     print(f"\npathxai demo finished in {res.timings['total']:.0f} s on {res.slide}")
     width = max(len(k) for k in res.outputs) if res.outputs else 0
     for key, path in res.outputs.items():

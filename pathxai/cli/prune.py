@@ -162,10 +162,10 @@ def run_prune(args: argparse.Namespace) -> int:
         seed=args.seed,
         command=command_line("prune", args),
         progress=not args.quiet,
-    )
-    plan = report["plan"]
-    b, a = plan["metrics_before"], plan["metrics_after"]
-    print(f"criterion {plan['criterion']} ratio {plan['ratio']:g}: {len(plan['channels'])} layers pruned")
+    ).report
+    plan = report.plan
+    b, a = plan.metrics_before, plan.metrics_after
+    print(f"criterion {plan.criterion} ratio {plan.ratio:g}: {len(plan.channels)} layers pruned")
     print(f"params  {b['params']:.0f} -> {a['params']:.0f}   MACs {b['macs']:.3g} -> {a['macs']:.3g}")
     if "latency_ms" in a:
         print(
@@ -174,11 +174,11 @@ def run_prune(args: argparse.Namespace) -> int:
     for key in ("auc", "accuracy", "image_auc"):
         if key in b and key in a:
             print(f"held-out {key:9s} {b[key]:.4f} -> {a[key]:.4f}")
-    if report["drift"]:
-        d = report["drift"]
+    if report.drift is not None:
+        d = report.drift
         print(
-            f"heatmap drift on {d['n']} patches: pearson {d['pearson']:.3f} spearman {d['spearman']:.3f} "
-            f"top-10% IoU {d['topk_iou']:.3f}"
+            f"heatmap drift on {d.n} patches: pearson {d.pearson:.3f} spearman {d.spearman:.3f} "
+            f"top-10% IoU {d.topk_iou:.3f}"
         )
     print(f"pruned model written to {args.out} (details in {args.out}/pruning.json)")
     return 0
@@ -198,7 +198,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     except ValueError:
         return fail("prune-sweep", f"--seeds must be comma-separated integers, got {args.seeds!r}")
     settings = _settings(args, latency=False)
-    csv_path = prune_sweep(
+    result = prune_sweep(
         args.model,
         args.manifest,
         _data_root(args),
@@ -211,5 +211,5 @@ def run_sweep(args: argparse.Namespace) -> int:
         settings=dataclasses.replace(settings, finetune_epochs=0.0),  # per row instead
         progress=not args.quiet,
     )
-    print(f"sweep written to {csv_path} and {csv_path.with_name('sweep.png')}")
+    print(f"sweep written to {result.csv} and {result.plot}")
     return 0

@@ -110,11 +110,11 @@ def run(args: argparse.Namespace) -> int:
         command=command_line("train", args),
         progress=not args.quiet,
     )
-    if result["mode"] == "cv":
-        _print_cv(result["summary"])
+    if result.cv is not None:
+        _print_cv(result.cv["summary"])
         print(f"written: {args.out}/cv.json")
     else:
-        ev = result["evaluation"]
+        ev = result.evaluation
         if ev:
             img = ev["image_level"]
             print(
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 f"balanced={ev['balanced_accuracy']}"
             )
             print(f"test images:  n={img['n']} auc={img['auc']} accuracy={img['accuracy']}")
-        print(f"model written to {result['out']}")
+        print(f"model written to {result.out}")
     return 0
 
 

@@ -19,12 +19,13 @@ rerun after an interruption continues where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,19 @@ from pathxai import __version__
 from pathxai.atomic import write_text_atomic
 from pathxai.data import DEMO_DATASET, fetch
 from pathxai.errors import PathXAIError
-from pathxai.explain import Explainer
-from pathxai.jsonio import write_json
-from pathxai.model import load_model_with_card, preprocess, save_model
+from pathxai.model import load_model_with_card, preprocess
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.pipeline.slides import tile_to_file
-from pathxai.prune import PruningPlan, compose_plans, explanation_drift
+from pathxai.prune import (
+    PruneReport,
+    PruningPlan,
+    SlideStudy,
+    explanation_drift,
+    pruned_card,
+    save_pruned_model,
+)
+from pathxai.prune.heldout import lrp_heatmaps
+from pathxai.prune.report import summary
 from pathxai.slide import open_slide
 from pathxai.store import HeatmapStore
 
@@ -83,16 +91,16 @@ class DemoSettings:
     seed: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoResult:
-    """Where everything is, and how long each step took (seconds)."""
+    """Where everything is (``outputs``), how long each step took (``timings``, seconds), and notes."""
 
     out: Path
     slide: Path
     slide_id: str
-    outputs: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    outputs: dict[str, str]
+    timings: dict[str, float]
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -102,7 +110,7 @@ class DemoResult:
             "slide_id": self.slide_id,
             "outputs": self.outputs,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
-            "notes": self.notes,
+            "notes": list(self.notes),
             "pathxai_version": __version__,
         }
 
@@ -173,9 +181,21 @@ def _tile_batch(
     return preprocess(pixels, card)
 
 
+def _split_tiles(probs: np.ndarray, store_path: Path, s: DemoSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, disjoint reference and drift tile indices among the tiles with probabilities."""
+    ok = np.flatnonzero(np.isfinite(probs).all(axis=1))
+    need = s.reference_tiles + s.drift_tiles
+    if ok.size < 4:
+        raise PathXAIError("too few analysed tiles to prune on", path=store_path, hint="use a larger slide")
+    rng = np.random.default_rng(s.seed)
+    pick = rng.permutation(ok)[: min(need, ok.size)]
+    n_ref = max(2, round(pick.size * s.reference_tiles / need))
+    return np.sort(pick[:n_ref]), np.sort(pick[n_ref:])
+
+
 def prune_on_slide(
     slide: Path, store_path: Path, out_dir: Path, s: DemoSettings, log: Log = _stderr
-) -> dict[str, Any]:
+) -> PruneReport:
     """Prune ``s.model`` with ``s.prune_criterion`` scored on the slide's tiles; save model + ``pruning.json``.
 
     Tiles are split (seeded) into a reference set (channel scores; the model's own predictions as
@@ -184,22 +204,13 @@ def prune_on_slide(
 
     Returns
     -------
-    dict
+    PruneReport
         The content of ``pruning.json``.
     """
     model, card = load_model_with_card(s.model)
     with HeatmapStore.open(store_path) as store:
         probs = store.probabilities
-        ok = np.flatnonzero(np.isfinite(probs).all(axis=1))
-        need = s.reference_tiles + s.drift_tiles
-        if ok.size < 4:
-            raise PathXAIError(
-                "too few analysed tiles to prune on", path=store_path, hint="use a larger slide"
-            )
-        rng = np.random.default_rng(s.seed)
-        pick = rng.permutation(ok)[: min(need, ok.size)]
-        n_ref = max(2, round(pick.size * s.reference_tiles / need))
-        ref_idx, drift_idx = np.sort(pick[:n_ref]), np.sort(pick[n_ref:])
+        ref_idx, drift_idx = _split_tiles(probs, store_path, s)
         log(f"pruning: {ref_idx.size} reference tiles, {drift_idx.size} drift tiles from {store_path.name}")
         x_ref = _tile_batch(slide, store, ref_idx, card, s)
         x_drift = _tile_batch(slide, store, drift_idx, card, s) if drift_idx.size else x_ref[:0]
@@ -209,49 +220,21 @@ def prune_on_slide(
         model, s.prune_criterion, s.prune_ratio, [(x_ref, y_ref)], input_size=card.input_size, seed=s.seed
     )
     prune_s = time.perf_counter() - t0
-
-    def lrp(m: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> np.ndarray:
-        with Explainer(m, "lrp", target_class=card.tumour_index) as ex:
-            return ex(x, t).relevance
-
     drift = None
     if x_drift.shape[0]:
         target = torch.full((x_drift.shape[0],), card.tumour_index, dtype=torch.long)
-        drift = explanation_drift(model, pruned, x_drift, target, lrp)
-    new_card = dataclasses.replace(
-        card,
-        channel_plan=compose_plans(card.channel_plan, plan.channels) or None,
-        pathxai_version=__version__,
-        extra={
-            **card.extra,
-            "pruning": {"criterion": s.prune_criterion, "ratio": s.prune_ratio, "plan_file": "pruning.json"},
-        },
+        drift = explanation_drift(model, pruned, x_drift, target, lrp_heatmaps(card.tumour_index))
+    report = PruneReport(
+        plan=plan,
+        drift=drift,
+        summary=summary(plan.metrics_before, plan.metrics_after),
+        source_model=s.model,
+        source_weights_sha256=card.weights_sha256,
+        prune_seconds=prune_s,
+        study=SlideStudy(str(slide), [int(i) for i in ref_idx], [int(i) for i in drift_idx]),
+        command="pathxai demo",
     )
-    save_model(pruned, new_card, out_dir)
-    before, after = plan.metrics_before, plan.metrics_after
-    summary = {}
-    if before.get("params"):
-        summary["params_removed_fraction"] = 1.0 - after["params"] / before["params"]
-    if before.get("macs"):
-        summary["macs_removed_fraction"] = 1.0 - after["macs"] / before["macs"]
-    report = {
-        "plan": plan.to_dict(),
-        "drift": drift.to_dict() if drift is not None else None,
-        "summary": summary,
-        "source_model": s.model,
-        "source_weights_sha256": card.weights_sha256,
-        "data": {
-            "slide": str(slide),
-            "reference_tiles": [int(i) for i in ref_idx],
-            "drift_tiles": [int(i) for i in drift_idx],
-            "targets": "the original model's predicted class (the demo slide has no labels)",
-        },
-        "prune_seconds": prune_s,
-        "command": "pathxai demo",
-        "pathxai_version": __version__,
-    }
-    write_json(out_dir / "pruning.json", report, sort_keys=True)
-    load_model_with_card(out_dir)  # the saved model must load back (verified card + channel plan)
+    save_pruned_model(pruned, pruned_card(card, plan), report, out_dir)
     return report
 
 
@@ -285,91 +268,89 @@ def _csv(value: str) -> str:
     return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
 
 
+def _copy_original(out: Path, s: DemoSettings) -> dict[str, str]:
+    """Copy a non-default model under ``out``: the viewer loads models only from there or the install."""
+    if s.model == "default":
+        return {}
+    orig = out / "models" / "original"
+    src = Path(s.model)
+    src_dir = src if src.is_dir() else src.parent
+    orig.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "model_card.json"):
+        shutil.copy2(src_dir / name, orig / name)
+    return {"original_model": str(orig)}
+
+
+def _pruning(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> dict[str, str]:
+    pruned_dir = out / "models" / "pruned"
+    if not (pruned_dir / "pruning.json").is_file():
+        prune_on_slide(slide, out / "heatmaps" / f"{sid}.h5", pruned_dir, s, log)
+    outputs = {"pruned_model": str(pruned_dir), "pruning_report": str(pruned_dir / "pruning.json")}
+    return {**outputs, **_copy_original(out, s)}
+
+
+class _Steps:
+    """A progress bar over the demo's steps, timing each one."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = tqdm(
+            total=total, desc="demo", unit="step", file=sys.stderr, dynamic_ncols=True, position=0
+        )
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        self.bar.set_postfix_str(name)
+        yield
+        self.timings[name] = time.perf_counter() - t
+        self.bar.update()
+
+
 def run_demo(
     out: str | Path,
-    slide: str | Path | None = None,
     settings: DemoSettings | None = None,
+    *,
+    slide: str | Path | None = None,
     cache: str | Path | None = None,
     log: Log = _stderr,
 ) -> DemoResult:
-    """Run the whole story on one slide; see the module docstring for the outputs.
+    """Run the whole story on one slide (``slide``, or the CC0 sample fetched into ``cache``).
 
-    Parameters
-    ----------
-    out
-        Output folder (created; steps already done there are kept).
-    slide
-        A slide file; ``None`` for the CC0 sample slide (fetched and verified).
-    settings
-        Demo settings.
-    cache
-        Dataset cache folder (default ``$PATHXAI_CACHE`` or ``~/.cache/pathxai``).
-    log
-        One-line progress messages (stderr by default); tqdm bars show tile progress.
-
-    Returns
-    -------
-    DemoResult
-        Outputs and timings (also written to ``out/demo.json``).
+    ``out`` is created, and steps already done there are kept; ``log`` takes one-line progress
+    messages (stderr by default) while tqdm bars show tile progress. The outputs are listed in the
+    module docstring; the result is also written to ``out/demo.json``.
     """
     s = settings or DemoSettings()
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    steps = tqdm(total=5, desc="demo", unit="step", file=sys.stderr, dynamic_ncols=True, position=0)
+    outputs: dict[str, str] = {}
+    notes: list[str] = []
+    steps = _Steps(5)
     try:
-        steps.set_postfix_str("slide")
-        slide_path = demo_slide(slide, cache, log)
-        sid = slide_path.stem
-        res = DemoResult(out=out, slide=slide_path, slide_id=sid)
-        res.timings["slide"] = time.perf_counter() - t
-        steps.update()
-
+        with steps.step("slide"):
+            slide_path = demo_slide(slide, cache, log)
+            sid = slide_path.stem
         _, card = load_model_with_card(s.model)
-        t = time.perf_counter()
-        steps.set_postfix_str("tiles")
-        res.outputs.update(_tiles(slide_path, out, sid, card.mpp, card.input_size, s))
-        res.timings["tiles"] = time.perf_counter() - t
-        steps.update()
-
-        t = time.perf_counter()
-        steps.set_postfix_str("heatmaps")
-        res.outputs.update(_heatmaps(slide_path, out, sid, s))
-        res.timings["heatmaps"] = time.perf_counter() - t
-        steps.update()
-
-        t = time.perf_counter()
-        steps.set_postfix_str("audit")
-        if s.audit:
-            outs, note = _audit(slide_path, out, sid, s, log)
-            res.outputs.update(outs)
-            if note:
-                res.notes.append(note)
-                log(note)
-        res.timings["audit"] = time.perf_counter() - t
-        steps.update()
-
-        t = time.perf_counter()
-        steps.set_postfix_str("pruning")
-        pruned_dir = out / "models" / "pruned"
-        if not (pruned_dir / "pruning.json").is_file():
-            prune_on_slide(slide_path, out / "heatmaps" / f"{sid}.h5", pruned_dir, s, log)
-        res.outputs["pruned_model"] = str(pruned_dir)
-        res.outputs["pruning_report"] = str(pruned_dir / "pruning.json")
-        if s.model != "default":
-            # the viewer loads models only from the default install or from under the output folder
-            orig = out / "models" / "original"
-            src = Path(s.model)
-            src_dir = src if src.is_dir() else src.parent
-            orig.mkdir(parents=True, exist_ok=True)
-            for name in ("model.safetensors", "model_card.json"):
-                shutil.copy2(src_dir / name, orig / name)
-            res.outputs["original_model"] = str(orig)
-        res.timings["pruning"] = time.perf_counter() - t
-        steps.update()
+        with steps.step("tiles"):
+            outputs.update(_tiles(slide_path, out, sid, card.mpp, card.input_size, s))
+        with steps.step("heatmaps"):
+            outputs.update(_heatmaps(slide_path, out, sid, s))
+        with steps.step("audit"):
+            if s.audit:
+                outs, note = _audit(slide_path, out, sid, s, log)
+                outputs.update(outs)
+                if note:
+                    notes.append(note)
+                    log(note)
+        with steps.step("pruning"):
+            outputs.update(_pruning(slide_path, out, sid, s, log))
     finally:
-        steps.close()
-    write_json(out / "pathxai-view.json", {"slide_roots": [str(slide_path.parent)]})
-    res.timings["total"] = sum(v for k, v in res.timings.items() if k != "total")
-    write_json(out / "demo.json", res.to_dict())
+        steps.bar.close()
+    write_text_atomic(
+        out / "pathxai-view.json", json.dumps({"slide_roots": [str(slide_path.parent)]}, indent=2) + "\n"
+    )
+    timings = {**steps.timings, "total": sum(steps.timings.values())}
+    res = DemoResult(out, slide_path, sid, outputs, timings, tuple(notes))
+    write_text_atomic(out / "demo.json", json.dumps(res.to_dict(), indent=2) + "\n")
     return res

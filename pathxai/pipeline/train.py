@@ -23,20 +23,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pathxai import __version__
+from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, ModelError
-from pathxai.jsonio import write_json
 from pathxai.manifest import Manifest, ManifestRecord, read_manifest
 from pathxai.model.augment import Augmenter
 from pathxai.model.card import ModelCard
-from pathxai.model.datasets import channel_stats, load_images, patches_from_manifest
+from pathxai.model.datasets import PatchDataset, channel_stats, load_images, patches_from_manifest
 from pathxai.model.evaluate import evaluate_dataset
 from pathxai.model.io import load_model_with_card, save_model
 from pathxai.model.splits import assert_disjoint, grouped_folds
-from pathxai.model.train import TrainConfig, train_model
+from pathxai.model.train import TrainConfig, TrainResult, train_model
 
 __all__ = [
     "DEFAULT_LICENCE",
     "PatchSettings",
+    "TrainJobResult",
     "evaluate_from_manifest",
     "summarize_folds",
     "train_from_manifest",
@@ -105,26 +106,14 @@ def _labelled(manifest: Manifest) -> list[ManifestRecord]:
     return recs
 
 
-def _train_one(
-    run: _Run, train: list[ManifestRecord], test: list[ManifestRecord], out: Path, split_info: dict[str, Any]
-) -> dict[str, Any]:
-    train_pat = sorted({r.group for r in train})
-    test_pat = sorted({r.group for r in test})
-    assert_disjoint(train_pat, test_pat)
-    if len({r.tumor for r in train}) < 2:
-        raise ManifestError(
-            "the training rows hold only one class; cannot train a classifier", path=run.manifest.path
-        )
-    eval_path = out / "eval.json"
-    if run.resume and (out / "model_card.json").is_file() and (test == [] or eval_path.is_file()):
-        _, card = load_model_with_card(out)
-        if card.training.get("manifest_sha256") == run.manifest.sha256:
-            return json.loads(eval_path.read_text()) if test else {}
+def _dataset(
+    run: _Run, records: list[ManifestRecord], mean: Sequence[float], std: Sequence[float], training: bool
+) -> PatchDataset:
+    """Patches of ``records`` (training ones augmented and seeded) normalised with ``mean``/``std``."""
     ps = run.patches
-    train_imgs = run.images_for(train)
-    mean, std = channel_stats(train_imgs)
-    train_ds = patches_from_manifest(
-        train,
+    extra: dict[str, Any] = {"augment": run.augment, "seed": run.config.seed} if training else {}
+    return patches_from_manifest(
+        records,
         run.data_root,
         ps.mpp,
         ps.size,
@@ -132,53 +121,41 @@ def _train_one(
         min_tissue=ps.min_tissue,
         mean=mean,
         std=std,
-        augment=run.augment,
-        seed=run.config.seed,
-        images=train_imgs,
+        images=run.images_for(records),
+        **extra,
     )
-    result = train_model(
-        train_ds,
-        run.config,
-        checkpoint_dir=out / "checkpoint",
-        resume=run.resume,
-        pretrained=run.pretrained,
-        progress=run.progress,
+
+
+def _card_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The held-out numbers the model card keeps (patch and image level, per patient)."""
+    patch_keys = (
+        "n",
+        "auc",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "confusion_matrix",
     )
-    metrics: dict[str, Any] = {}
-    evaluation: dict[str, Any] = {}
-    if test:
-        test_ds = patches_from_manifest(
-            test,
-            run.data_root,
-            ps.mpp,
-            ps.size,
-            ps.stride,
-            min_tissue=ps.min_tissue,
-            mean=mean,
-            std=std,
-            images=run.images_for(test),
-        )
-        evaluation = evaluate_dataset(result.model, test_ds, tumour_index=1, progress=run.progress)
-        metrics = {
-            "test": {
-                k: evaluation[k]
-                for k in (
-                    "n",
-                    "auc",
-                    "accuracy",
-                    "balanced_accuracy",
-                    "sensitivity",
-                    "specificity",
-                    "confusion_matrix",
-                )
-            },
-            "test_image_level": {
-                k: evaluation["image_level"][k]
-                for k in ("n", "auc", "accuracy", "balanced_accuracy", "confusion_matrix")
-            },
-            "test_per_patient": evaluation["per_patient"],
-        }
-    card = ModelCard(
+    image_keys = ("n", "auc", "accuracy", "balanced_accuracy", "confusion_matrix")
+    return {
+        "test": {k: evaluation[k] for k in patch_keys},
+        "test_image_level": {k: evaluation["image_level"][k] for k in image_keys},
+        "test_per_patient": evaluation["per_patient"],
+    }
+
+
+def _card(
+    run: _Run,
+    result: TrainResult,
+    data: tuple[list[ManifestRecord], list[ManifestRecord], PatchDataset],
+    stats: tuple[tuple[float, float, float], tuple[float, float, float]],
+    split_info: dict[str, Any],
+    metrics: dict[str, Any],
+) -> ModelCard:
+    """The trained model's card: preprocessing, patients, patches, settings, history and metrics."""
+    (train, test, train_ds), (mean, std), ps = data, stats, run.patches
+    return ModelCard(
         arch=run.config.arch,
         classes=CLASSES,
         tumour_index=1,
@@ -191,8 +168,8 @@ def _train_one(
             "manifest": str(run.manifest.path),
             "manifest_sha256": run.manifest.sha256,
             "split": split_info,
-            "train_patients": train_pat,
-            "test_patients": test_pat,
+            "train_patients": sorted({r.group for r in train}),
+            "test_patients": sorted({r.group for r in test}),
             "n_train_images": len(train),
             "n_train_patches": len(train_ds),
             "n_test_images": len(test),
@@ -208,6 +185,45 @@ def _train_one(
         command=run.command,
         pathxai_version=__version__,
     )
+
+
+def _finished(run: _Run, test: list[ManifestRecord], out: Path) -> dict[str, Any] | None:
+    """With ``resume``, the evaluation of a model already trained in ``out`` on this manifest, else ``None``."""
+    eval_path = out / "eval.json"
+    if run.resume and (out / "model_card.json").is_file() and (test == [] or eval_path.is_file()):
+        _, card = load_model_with_card(out)
+        if card.training.get("manifest_sha256") == run.manifest.sha256:
+            return json.loads(eval_path.read_text()) if test else {}
+    return None
+
+
+def _train_one(
+    run: _Run, train: list[ManifestRecord], test: list[ManifestRecord], out: Path, split_info: dict[str, Any]
+) -> dict[str, Any]:
+    assert_disjoint(sorted({r.group for r in train}), sorted({r.group for r in test}))
+    if len({r.tumor for r in train}) < 2:
+        raise ManifestError(
+            "the training rows hold only one class; cannot train a classifier", path=run.manifest.path
+        )
+    done = _finished(run, test, out)
+    if done is not None:
+        return done
+    mean, std = channel_stats(run.images_for(train))
+    train_ds = _dataset(run, train, mean, std, training=True)
+    result = train_model(
+        train_ds,
+        run.config,
+        checkpoint_dir=out / "checkpoint",
+        resume=run.resume,
+        pretrained=run.pretrained,
+        progress=run.progress,
+    )
+    evaluation: dict[str, Any] = {}
+    if test:
+        test_ds = _dataset(run, test, mean, std, training=False)
+        evaluation = evaluate_dataset(result.model, test_ds, tumour_index=1, progress=run.progress)
+    metrics = _card_metrics(evaluation) if test else {}
+    card = _card(run, result, (train, test, train_ds), (mean, std), split_info, metrics)
     save_model(result.model, card, out)
     if test:
         evaluation = {
@@ -217,7 +233,7 @@ def _train_one(
             "split": split_info,
             **evaluation,
         }
-        write_json(eval_path, evaluation)
+        write_text_atomic(out / "eval.json", json.dumps(evaluation, indent=2) + "\n")
     return evaluation
 
 
@@ -249,6 +265,87 @@ def summarize_folds(evals: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class TrainJobResult:
+    """Outcome of :func:`train_from_manifest`.
+
+    Attributes
+    ----------
+    mode
+        ``"split"``, ``"fold"`` or ``"cv"``.
+    out
+        The model directory (for ``cv``: the folder of ``fold_<k>/`` and ``cv.json``).
+    evaluation
+        The held-out evaluation (``eval.json``; empty without held-out rows or for ``cv``).
+    cv
+        The cross-validation summary (``cv.json``) for ``cv``, else ``None``.
+    """
+
+    mode: str
+    out: Path
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    cv: dict[str, Any] | None = None
+
+
+def _cross_validate(run: _Run, recs: list[ManifestRecord], out: Path, k: int) -> TrainJobResult:
+    m, seed = run.manifest, run.config.seed
+    splits = _grouped_folds(m, [int(r.tumor or 0) for r in recs], [r.group for r in recs], k, seed)
+    evals = []
+    for i, (tr, te) in enumerate(
+        tqdm(splits, desc="cross-validation", unit="fold", disable=not run.progress)
+    ):
+        info = {"mode": "cv", "folds": k, "fold": i, "seed": seed}
+        evals.append(_train_one(run, [recs[j] for j in tr], [recs[j] for j in te], out / f"fold_{i}", info))
+    per_fold = [
+        {
+            "fold": i,
+            "test_patients": sorted({recs[j].group for j in te}),
+            "patch": {key: e[key] for key in ("n", "auc", "accuracy", "balanced_accuracy")},
+            "image": {key: e["image_level"][key] for key in ("n", "auc", "accuracy", "balanced_accuracy")},
+        }
+        for i, ((_, te), e) in enumerate(zip(splits, evals, strict=True))
+    ]
+    summary = {
+        "mode": "cv",
+        "folds": k,
+        "manifest": str(m.path),
+        "manifest_sha256": m.sha256,
+        "command": run.command,
+        "summary": summarize_folds(evals),
+        "per_fold": per_fold,
+    }
+    write_text_atomic(out / "cv.json", json.dumps(summary, indent=2) + "\n")
+    return TrainJobResult(mode="cv", out=out, cv=summary)
+
+
+def _one_fold(run: _Run, recs: list[ManifestRecord], out: Path, folds: int, fold: int) -> TrainJobResult:
+    if not 0 <= fold < folds:
+        raise ValueError(f"--fold must be in 0..{folds - 1}, got {fold}")
+    seed = run.config.seed
+    labels, groups = [int(r.tumor or 0) for r in recs], [r.group for r in recs]
+    tr, te = _grouped_folds(run.manifest, labels, groups, folds, seed)[fold]
+    info = {"mode": "fold", "folds": folds, "fold": fold, "seed": seed}
+    ev = _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out, info)
+    return TrainJobResult(mode="fold", out=out, evaluation=ev)
+
+
+def _by_split(
+    run: _Run, recs: list[ManifestRecord], out: Path, train_split: str, test_split: str
+) -> TrainJobResult:
+    m = run.manifest
+    has_split = any(r.split for r in recs)
+    train = [r for r in recs if r.split == train_split] if has_split else recs
+    test = [r for r in recs if r.split == test_split] if has_split else []
+    if not train:
+        raise ManifestError(f"no rows with split {train_split!r}", path=m.path, hint="check --train-split")
+    try:
+        assert_disjoint([r.group for r in train], [r.group for r in test])
+    except AssertionError as exc:
+        raise ManifestError(f"the manifest's split is not patient-disjoint: {exc}", path=m.path) from exc
+    info = {"mode": "split", "train_split": train_split, "test_split": test_split if test else None}
+    return TrainJobResult(mode="split", out=out, evaluation=_train_one(run, train, test, out, info))
+
+
 def train_from_manifest(
     manifest: str | Path,
     out: str | Path,
@@ -275,13 +372,13 @@ def train_from_manifest(
     command: str = "",
     max_steps_per_epoch: int | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> TrainJobResult:
     """Train (and evaluate) a patch classifier from a manifest; see the module docstring for modes.
 
     Returns
     -------
-    dict
-        ``{"mode": ..., "out": ..., "evaluation": ...}`` for one model, or the CV summary
+    TrainJobResult
+        The mode, the output folder, the held-out evaluation of one model, or the CV summary
         (also written to ``out/cv.json``) for ``cv``.
     """
     m = read_manifest(manifest)
@@ -313,60 +410,13 @@ def train_from_manifest(
         progress=progress,
     )
     out = Path(out)
-    labels = [int(r.tumor or 0) for r in recs]
-    groups = [r.group for r in recs]
     if cv is not None:
-        splits = _grouped_folds(m, labels, groups, cv, seed)
-        evals = []
-        for k, (tr, te) in enumerate(
-            tqdm(splits, desc="cross-validation", unit="fold", disable=not progress)
-        ):
-            info = {"mode": "cv", "folds": cv, "fold": k, "seed": seed}
-            evals.append(
-                _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out / f"fold_{k}", info)
-            )
-        summary = {
-            "mode": "cv",
-            "folds": cv,
-            "manifest": str(m.path),
-            "manifest_sha256": m.sha256,
-            "command": command,
-            "summary": summarize_folds(evals),
-            "per_fold": [
-                {
-                    "fold": k,
-                    "test_patients": sorted({recs[i].group for i in te}),
-                    "patch": {key: e[key] for key in ("n", "auc", "accuracy", "balanced_accuracy")},
-                    "image": {
-                        key: e["image_level"][key] for key in ("n", "auc", "accuracy", "balanced_accuracy")
-                    },
-                }
-                for k, ((_, te), e) in enumerate(zip(splits, evals, strict=True))
-            ],
-        }
-        write_json(out / "cv.json", summary)
-        return summary
+        return _cross_validate(run, recs, out, cv)
     if folds is not None or fold is not None:
         if folds is None or fold is None:
             raise ValueError("--folds and --fold go together")
-        if not 0 <= fold < folds:
-            raise ValueError(f"--fold must be in 0..{folds - 1}, got {fold}")
-        tr, te = _grouped_folds(m, labels, groups, folds, seed)[fold]
-        info = {"mode": "fold", "folds": folds, "fold": fold, "seed": seed}
-        ev = _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out, info)
-        return {"mode": "fold", "out": str(out), "evaluation": ev}
-    has_split = any(r.split for r in recs)
-    train = [r for r in recs if r.split == train_split] if has_split else recs
-    test = [r for r in recs if r.split == test_split] if has_split else []
-    if not train:
-        raise ManifestError(f"no rows with split {train_split!r}", path=m.path, hint="check --train-split")
-    try:
-        assert_disjoint([r.group for r in train], [r.group for r in test])
-    except AssertionError as exc:
-        raise ManifestError(f"the manifest's split is not patient-disjoint: {exc}", path=m.path) from exc
-    info = {"mode": "split", "train_split": train_split, "test_split": test_split if test else None}
-    ev = _train_one(run, train, test, out, info)
-    return {"mode": "split", "out": str(out), "evaluation": ev}
+        return _one_fold(run, recs, out, folds, fold)
+    return _by_split(run, recs, out, train_split, test_split)
 
 
 def evaluate_from_manifest(
@@ -436,5 +486,5 @@ def evaluate_from_manifest(
         **result,
     }
     if out is not None:
-        write_json(out, report)
+        write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     return report

@@ -3,7 +3,10 @@
 Criteria (:data:`CRITERIA`: ``lrp``, ``ig``, ``gradient``, ``taylor``, ``weight``, ``random``) are
 Torch-Pruning importances; :func:`prune_model` removes whole channels with Torch-Pruning's dependency
 graph; :class:`PruningPlan` records, serialises and re-applies the decision; :func:`explanation_drift`
-compares heatmaps of the original and the pruned model.
+compares heatmaps of the original and the pruned model. A study against a labelled manifest:
+:mod:`~pathxai.prune.data` (patches), :mod:`~pathxai.prune.runner` (one run with
+:class:`PruneSettings`), :mod:`~pathxai.prune.sweep` (the sweep table); :func:`save_pruned_model`
+writes a pruned model with its card and :class:`PruneReport` (``pruning.json``).
 """
 
 from pathxai.prune.criteria import (
@@ -20,6 +23,9 @@ from pathxai.prune.drift import DriftReport, explanation_drift, heatmap_similari
 from pathxai.prune.engine import check_ratio, output_layers, prune_model
 from pathxai.prune.measure import count_macs_params, count_params, cpu_latency_ms, size_metrics
 from pathxai.prune.plan import PruningPlan, compose_plans, layer_channels
+from pathxai.prune.report import ManifestStudy, PruneReport, SlideStudy
+from pathxai.prune.save import pruned_card, save_pruned_model
+from pathxai.prune.settings import PruneSettings
 
 __all__ = [
     "CRITERIA",
@@ -27,9 +33,13 @@ __all__ = [
     "DataImportance",
     "DriftReport",
     "GroupScorer",
+    "ManifestStudy",
+    "PruneReport",
+    "PruneSettings",
     "PruningPlan",
     "RandomImportance",
     "ReferenceBatches",
+    "SlideStudy",
     "WeightNormImportance",
     "check_ratio",
     "compose_plans",
@@ -42,6 +52,8 @@ __all__ = [
     "make_importance",
     "output_layers",
     "prune_model",
+    "pruned_card",
+    "save_pruned_model",
     "size_metrics",
     "topk_iou",
 ]

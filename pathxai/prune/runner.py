@@ -1,0 +1,130 @@
+"""One pruning run of a model against a :class:`~pathxai.prune.data.PruneData` with :class:`PruneSettings`.
+
+:func:`prune_once` draws the reference set, ranks and removes channels (fine-tuning after each step
+when the settings ask for it) and returns the plan and the pruned copy; :func:`reference_scores`
+computes a data-driven criterion's channel scores once, so a sweep can reuse them for every ratio;
+:func:`measured_metrics` adds held-out quality and CPU latency to a plan's size numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from pathxai.prune.criteria import DATA_CRITERIA, DataImportance, make_importance
+from pathxai.prune.data import PruneData
+from pathxai.prune.engine import FinetuneFn
+from pathxai.prune.finetune import finetune
+from pathxai.prune.heldout import evaluate_model
+from pathxai.prune.measure import cpu_latency_ms
+from pathxai.prune.plan import PruningPlan
+from pathxai.prune.settings import PruneSettings
+
+__all__ = ["finetune_callback", "measured_metrics", "prune_once", "reference_scores"]
+
+
+def finetune_callback(
+    data: PruneData, settings: PruneSettings, seed: int, progress: bool
+) -> FinetuneFn | None:
+    """``finetune(model, step)`` on the training patches after each pruning step, or ``None`` (0 epochs)."""
+    if settings.finetune_epochs <= 0:
+        return None
+
+    def run(model: nn.Module, step: int) -> None:
+        finetune(
+            model,
+            data.train,
+            settings.finetune_epochs,
+            lr=settings.finetune_lr,
+            batch_size=settings.finetune_batch,
+            max_steps_per_epoch=settings.finetune_steps_per_epoch,
+            seed=seed * 1000 + step,
+            progress=progress,
+        )
+
+    return run
+
+
+def prune_once(
+    model: nn.Module,
+    data: PruneData,
+    criterion: str,
+    ratio: float,
+    settings: PruneSettings,
+    *,
+    seed: int = 0,
+    precomputed_scores: Mapping[str, torch.Tensor] | None = None,
+    progress: bool = False,
+) -> tuple[PruningPlan, nn.Module]:
+    """Rank ``model``'s channels with ``criterion`` on the reference set and prune a copy.
+
+    Parameters
+    ----------
+    model
+        The network (left unchanged).
+    data
+        Reference and fine-tuning patches.
+    criterion, ratio
+        A key of :data:`pathxai.prune.CRITERIA` and the fraction of channels removed.
+    settings
+        Reference size, schedule, fine-tuning and criterion options.
+    seed
+        Seed of the reference draw, the random criterion and fine-tuning.
+    precomputed_scores
+        Channel scores of a data-driven criterion already computed on ``model`` (see
+        :func:`reference_scores`).
+    progress
+        Show fine-tuning progress bars.
+
+    Returns
+    -------
+    tuple[PruningPlan, nn.Module]
+        The plan (size metrics before and after) and the pruned copy.
+    """
+    reference = data.reference(settings.reference_per_class, seed) if criterion in DATA_CRITERIA else None
+    return PruningPlan.compute_and_prune(
+        model,
+        criterion,
+        ratio,
+        reference,
+        input_size=data.card.input_size,
+        global_pruning=settings.global_pruning,
+        iterative_steps=settings.iterative_steps,
+        finetune=finetune_callback(data, settings, seed, progress),
+        seed=seed,
+        criterion_options=settings.criterion_options(criterion),
+        precomputed_scores=precomputed_scores,
+    )
+
+
+def reference_scores(
+    model: nn.Module, data: PruneData, criterion: str, settings: PruneSettings, seed: int
+) -> dict[str, torch.Tensor]:
+    """Channel scores of the data-driven ``criterion`` on ``model`` for the reference set of ``seed``."""
+    reference = data.reference(settings.reference_per_class, seed)
+    imp = make_importance(criterion, model, reference, **settings.criterion_options(criterion))
+    assert isinstance(imp, DataImportance)
+    imp.refresh()
+    return imp.scores
+
+
+def measured_metrics(
+    model: nn.Module,
+    size_metrics: Mapping[str, float],
+    data: PruneData,
+    settings: PruneSettings,
+    progress: bool,
+) -> dict[str, float]:
+    """``size_metrics`` plus held-out AUC/accuracy and, if the settings ask, CPU latency (ms)."""
+    out = {**size_metrics, **evaluate_model(model, data, progress)}
+    if settings.latency:
+        out["latency_ms"] = cpu_latency_ms(
+            model,
+            data.card.input_size,
+            batch_size=settings.latency_batch,
+            threads=settings.latency_threads,
+            repeats=settings.latency_repeats,
+        )
+    return out
