@@ -219,6 +219,72 @@ def _load_checkpoint(
     return int(state["epoch"]), int(state["step"]), list(state["history"])
 
 
+def _loss_fn(dataset: PatchDataset, config: TrainConfig) -> nn.CrossEntropyLoss:
+    """Cross-entropy, weighted by inverse class frequency when ``config.balance_classes``."""
+    counts = np.bincount(dataset.patch_labels, minlength=2).astype(np.float64)
+    if config.balance_classes and counts.min() > 0:
+        weights = torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
+    else:
+        weights = torch.ones(2)
+    return nn.CrossEntropyLoss(weight=weights)
+
+
+def _run_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    dataset: PatchDataset,
+    config: TrainConfig,
+    epoch: int,
+    step: int,
+    total: int,
+    progress: bool,
+) -> tuple[dict[str, float], int]:
+    """One seeded pass (``epoch`` counts from 0, ``step`` is the global step so far).
+
+    Returns
+    -------
+    tuple[dict[str, float], int]
+        The epoch's stats (1-based ``epoch``, mean ``loss``, ``accuracy``, ``steps``) and the new step.
+    """
+    n = len(dataset)
+    model.train()
+    dataset.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=gen).tolist()
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(
+        range(_steps_per_epoch(n, config)),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
+    for b in bar:
+        idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
+        loss, right = train_step(
+            model,
+            opt,
+            loss_fn,
+            [dataset[i] for i in idx],
+            _lr_at(step, total, config),
+            functools.partial(_diverged, epoch + 1),
+        )
+        step += 1
+        loss_sum += loss * len(idx)
+        correct += right
+        seen += len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+    bar.close()
+    stats = {
+        "epoch": epoch + 1,
+        "loss": loss_sum / max(seen, 1),
+        "accuracy": correct / max(seen, 1),
+        "steps": step,
+    }
+    return stats, step
+
+
 def train_model(
     dataset: PatchDataset,
     config: TrainConfig,
@@ -262,13 +328,7 @@ def train_model(
         torch.manual_seed(config.seed)
         model = build_model(config.arch, num_classes=2, pretrained=pretrained, **config.arch_kwargs)
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        labels = dataset.patch_labels
-        counts = np.bincount(labels, minlength=2).astype(np.float64)
-        if config.balance_classes and counts.min() > 0:
-            weights = torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
-        else:
-            weights = torch.ones(2)
-        loss_fn = nn.CrossEntropyLoss(weight=weights)
+        loss_fn = _loss_fn(dataset, config)
         n = len(dataset)
         spe = _steps_per_epoch(n, config)
         total = spe * config.epochs
@@ -280,40 +340,7 @@ def train_model(
         resumed = start_epoch
         t0 = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
-            model.train()
-            dataset.set_epoch(epoch)
-            gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-            perm = torch.randperm(n, generator=gen).tolist()
-            loss_sum, correct, seen = 0.0, 0, 0
-            bar = tqdm(
-                range(spe),
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                unit="step",
-                disable=not progress,
-                leave=False,
-            )
-            for b in bar:
-                idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
-                loss, right = train_step(
-                    model,
-                    opt,
-                    loss_fn,
-                    [dataset[i] for i in idx],
-                    _lr_at(step, total, config),
-                    functools.partial(_diverged, epoch + 1),
-                )
-                step += 1
-                loss_sum += loss * len(idx)
-                correct += right
-                seen += len(idx)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
-            bar.close()
-            stats = {
-                "epoch": epoch + 1,
-                "loss": loss_sum / max(seen, 1),
-                "accuracy": correct / max(seen, 1),
-                "steps": step,
-            }
+            stats, step = _run_epoch(model, opt, loss_fn, dataset, config, epoch, step, total, progress)
             history.append(stats)
             if ckpt is not None:
                 _save_checkpoint(ckpt, model, opt, epoch + 1, step, history, config)

@@ -126,6 +126,27 @@ def _batches(inputs: torch.Tensor, size: int) -> Sequence[slice]:
     return [slice(i, min(i + size, inputs.shape[0])) for i in range(0, inputs.shape[0], size)]
 
 
+def _mean_sd(sims: Sequence[dict[str, float]], key: str) -> tuple[float, float]:
+    """Mean and standard deviation of the finite ``key`` values of ``sims`` (``nan`` when none)."""
+    vals = np.array([s[key] for s in sims], dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return float("nan"), float("nan")
+    return float(vals.mean()), float(vals.std())
+
+
+def _mean_of(parts: list[np.ndarray]) -> float:
+    """Mean of the concatenated ``parts`` (``nan`` when there are none)."""
+    return float(np.concatenate(parts).mean()) if parts else float("nan")
+
+
+def _flip(
+    fn: FlipFn, model: nn.Module, x: torch.Tensor, rel: np.ndarray, t: torch.Tensor, known: np.ndarray | None
+) -> np.ndarray:
+    """Pixel-flipping AUC per patch as float64 (``known`` values when given, else measured)."""
+    return np.asarray(fn(model, x, rel, t) if known is None else known, dtype=np.float64)
+
+
 def explanation_drift(
     original: nn.Module,
     pruned: nn.Module,
@@ -183,28 +204,16 @@ def explanation_drift(
         x, t = inputs[sl], targets[sl]
         rel_o = np.asarray(explain(original, x, t) if original_relevance is None else original_relevance[sl])
         rel_p = np.asarray(explain(pruned, x, t))
-        for a, b in zip(rel_o, rel_p, strict=True):
-            sims.append(heatmap_similarity(a, b, top_fraction))
+        sims.extend(heatmap_similarity(a, b, top_fraction) for a, b in zip(rel_o, rel_p, strict=True))
         with torch.no_grad():
             agree += int((original(x).argmax(1) == pruned(x).argmax(1)).sum())
         if flip_auc is not None:
-            if original_flip_auc is None:
-                aucs_o.append(np.asarray(flip_auc(original, x, rel_o, t), dtype=np.float64))
-            else:
-                aucs_o.append(np.asarray(original_flip_auc[sl], dtype=np.float64))
-            aucs_p.append(np.asarray(flip_auc(pruned, x, rel_p, t), dtype=np.float64))
-
-    def stat(key: str) -> tuple[float, float]:
-        vals = np.array([s[key] for s in sims], dtype=np.float64)
-        vals = vals[np.isfinite(vals)]
-        if vals.size == 0:
-            return float("nan"), float("nan")
-        return float(vals.mean()), float(vals.std())
-
-    p, p_sd = stat("pearson")
-    s, s_sd = stat("spearman")
-    k, k_sd = stat("topk_iou")
-    nan = float("nan")
+            known = None if original_flip_auc is None else original_flip_auc[sl]
+            aucs_o.append(_flip(flip_auc, original, x, rel_o, t, known))
+            aucs_p.append(_flip(flip_auc, pruned, x, rel_p, t, None))
+    p, p_sd = _mean_sd(sims, "pearson")
+    s, s_sd = _mean_sd(sims, "spearman")
+    k, k_sd = _mean_sd(sims, "topk_iou")
     return DriftReport(
         n=len(sims),
         top_fraction=top_fraction,
@@ -214,7 +223,7 @@ def explanation_drift(
         spearman_std=s_sd,
         topk_iou=k,
         topk_iou_std=k_sd,
-        flip_auc_original=float(np.concatenate(aucs_o).mean()) if aucs_o else nan,
-        flip_auc_pruned=float(np.concatenate(aucs_p).mean()) if aucs_p else nan,
+        flip_auc_original=_mean_of(aucs_o),
+        flip_auc_pruned=_mean_of(aucs_p),
         prediction_agreement=agree / len(sims),
     )

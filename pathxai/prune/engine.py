@@ -111,56 +111,100 @@ def prune_model(
     if iterative_steps < 1:
         raise ValueError(f"iterative_steps must be >= 1, got {iterative_steps}")
     check_ratio(max_layer_ratio, "max_layer_ratio")
-    layers = prunable_layers(model)
-    outputs = output_layers(model, input_size)
+    layers, outputs = prunable_layers(model), output_layers(model, input_size)
+    ratio_dict = _layer_ratios(layers, outputs, layer_ratios or {})
+    _check_feasible(layers, outputs, ratio, ratio_dict, global_pruning, max_layer_ratio)
+    before = _channels(layers, outputs)
+    was_training = model.training
+    schedule = (
+        ratio,
+        ratio_dict,
+        max_layer_ratio if global_pruning else 1.0,
+        global_pruning,
+        iterative_steps,
+    )
+    pruner = _pruner(model, importance, input_size, schedule, [layers[n] for n in outputs])
+    model.train(was_training)
+    tracker = ChannelTracker(model, base_indices=base_plan)
+    for step in tqdm(range(iterative_steps), desc="pruning", unit="step", disable=not progress, leave=False):
+        _step(model, pruner, importance, tracker)
+        if finetune is not None:
+            model.train(was_training)
+            finetune(model, step)
+        model.train(was_training)
+    _check_removed(ratio, ratio_dict, before, _channels(layers, outputs))
+    plan = {k: list(v) for k, v in (base_plan or {}).items()}
+    plan.update(tracker.channel_plan(only_changed=True))
+    return plan
+
+
+def _check_removed(ratio: float, ratio_dict: Mapping[nn.Module, float], before: int, after: int) -> None:
+    """Refuse a run that asked for pruning but left every channel (``before``/``after``: channel counts)."""
+    if (ratio > 0 or any(r > 0 for r in ratio_dict.values())) and after == before:
+        raise PruneError(
+            f"Torch-Pruning removed no channel at ratio {ratio:g}: every layer it would prune would "
+            "lose all its channels or was excluded",
+            hint="choose a smaller --ratio",
+        )
+
+
+def _layer_ratios(
+    layers: Mapping[str, nn.Module], outputs: Sequence[str], layer_ratios: Mapping[str, float]
+) -> dict[nn.Module, float]:
+    """Per-layer ratios by module, checked: known Conv2d/Linear layers, never the logits."""
     ratio_dict: dict[nn.Module, float] = {}
-    for name, r in (layer_ratios or {}).items():
+    for name, r in layer_ratios.items():
         if name not in layers:
             raise ValueError(f"layer_ratios names {name!r}, which is not a Conv2d/Linear layer of the model")
         if name in outputs and float(r) > 0:
             raise PruneError(f"layer {name!r} produces the logits; its output channels cannot be pruned")
         ratio_dict[layers[name]] = check_ratio(r, f"ratio of layer {name!r}")
-    _check_feasible(layers, outputs, ratio, ratio_dict, global_pruning, max_layer_ratio)
-    before = _channels(layers, outputs)
+    return ratio_dict
+
+
+#: ``(ratio, per-layer ratios, per-layer cap, global ranking, iterative steps)`` of :func:`_pruner`.
+Schedule = tuple[float, dict[nn.Module, float], float, bool, int]
+
+
+def _pruner(
+    model: nn.Module,
+    importance: tp.importance.Importance,
+    input_size: int,
+    schedule: Schedule,
+    ignored: list[nn.Module],
+) -> tp.pruner.BasePruner:
+    """Torch-Pruning's pruner over ``model``, traced on a zero input on the model's device."""
+    ratio, ratio_dict, cap, global_pruning, iterative_steps = schedule
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     example = torch.zeros(1, 3, int(input_size), int(input_size), device=device)
-    was_training = model.training
     with torch.enable_grad():
-        pruner = tp.pruner.BasePruner(
+        return tp.pruner.BasePruner(
             model,
             example,
             importance=importance,
             global_pruning=global_pruning,
             pruning_ratio=ratio,
             pruning_ratio_dict=ratio_dict or None,
-            max_pruning_ratio=max_layer_ratio if global_pruning else 1.0,
+            max_pruning_ratio=cap,
             iterative_steps=iterative_steps,
-            ignored_layers=[layers[n] for n in outputs],
+            ignored_layers=ignored,
         )
-    model.train(was_training)
-    tracker = ChannelTracker(model, base_indices=base_plan)
-    steps = range(iterative_steps)
-    for step in tqdm(steps, desc="pruning", unit="step", disable=not progress, leave=False):
-        if isinstance(importance, DataImportance) and not importance.fresh:
-            importance.refresh()
-        model.eval()
-        for group in pruner.step(interactive=True):
-            tracker.prune(group)
-        if isinstance(importance, DataImportance):
-            importance.fresh = False
-        model.train(was_training)
-        if finetune is not None:
-            finetune(model, step)
-            model.train(was_training)
-    if (ratio > 0 or any(r > 0 for r in ratio_dict.values())) and _channels(layers, outputs) == before:
-        raise PruneError(
-            f"Torch-Pruning removed no channel at ratio {ratio:g}: every layer it would prune would "
-            "lose all its channels or was excluded",
-            hint="choose a smaller --ratio",
-        )
-    plan = {k: list(v) for k, v in (base_plan or {}).items()}
-    plan.update(tracker.channel_plan(only_changed=True))
-    return plan
+
+
+def _step(
+    model: nn.Module,
+    pruner: tp.pruner.BasePruner,
+    importance: tp.importance.Importance,
+    tracker: ChannelTracker,
+) -> None:
+    """One pruning step in eval mode (data-driven scores refreshed first), recorded by ``tracker``."""
+    if isinstance(importance, DataImportance) and not importance.fresh:
+        importance.refresh()
+    model.eval()
+    for group in pruner.step(interactive=True):
+        tracker.prune(group)
+    if isinstance(importance, DataImportance):
+        importance.fresh = False
 
 
 def _width(layer: nn.Module) -> int:

@@ -289,20 +289,13 @@ class PruningPlan:
         tuple[PruningPlan, nn.Module]
             The plan (params/MACs before and after in its metrics) and the pruned copy.
         """
-        ratio = check_ratio(ratio)
+        ratio, size = check_ratio(ratio), _input_size(model, input_size)
         if criterion not in CRITERIA:
             raise ValueError(f"unknown pruning criterion {criterion!r}; choose one of {sorted(CRITERIA)}")
-        size = _input_size(model, input_size)
-        work = copy.deepcopy(model)
-        work.eval()
-        options = dict(criterion_options or {})
-        if criterion == "random":
-            options.setdefault("seed", seed)
-        if precomputed_scores is not None and criterion in DATA_CRITERIA:
-            options["scores"] = precomputed_scores
+        work = copy.deepcopy(model).eval()
+        options = _criterion_options(criterion, seed, criterion_options, precomputed_scores)
         importance = make_importance(criterion, work, reference_batches, normalizer=normalizer, **options)
-        before = size_metrics(model, size)
-        base_channels = layer_channels(model)
+        before, base_channels = size_metrics(model, size), layer_channels(model)
         kept = prune_model(
             work,
             importance,
@@ -312,9 +305,7 @@ class PruningPlan:
             iterative_steps=iterative_steps,
             layer_ratios=layer_ratios,
             finetune=finetune,
-        )
-        work.eval()
-        after = size_metrics(work, size)
+        )  # leaves ``work`` in eval mode, as it found it
         plan = cls(
             criterion=criterion,
             ratio=ratio,
@@ -326,7 +317,7 @@ class PruningPlan:
             n_reference=importance.n_reference if isinstance(importance, DataImportance) else 0,
             seed=int(seed),
             metrics_before=before,
-            metrics_after=after,
+            metrics_after=size_metrics(work, size),
         )
         return plan, work
 
@@ -377,6 +368,21 @@ class PruningPlan:
         apply_channel_plan(work, self.channels, self.input_size)
         work.train(was_training)
         return work
+
+
+def _criterion_options(
+    criterion: str,
+    seed: int,
+    options: Mapping[str, Any] | None,
+    precomputed_scores: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Options of :func:`make_importance`: the seed of ``random``, scores computed already."""
+    out = dict(options or {})
+    if criterion == "random":
+        out.setdefault("seed", seed)
+    if precomputed_scores is not None and criterion in DATA_CRITERIA:
+        out["scores"] = precomputed_scores
+    return out
 
 
 def _input_size(model: nn.Module, input_size: int | None) -> int:

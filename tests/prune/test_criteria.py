@@ -12,7 +12,7 @@ from torch import nn
 from pathxai.explain.filters import FILTER_METHODS, filter_scores
 from pathxai.model import build_model
 from pathxai.model.surgery import build_dependency_graph
-from pathxai.prune import CRITERIA, DataImportance, make_importance, prune_model
+from pathxai.prune import CRITERIA, DataImportance, PruningPlan, make_importance, prune_model
 
 from .conftest import conv_bn_net, randomise_bn
 
@@ -173,3 +173,32 @@ def test_fast_and_stock_lrp_filter_relevance_agree(arch: str) -> None:
     for name in fast:
         scale = float(stock[name].abs().max()) + 1e-12
         torch.testing.assert_close(fast[name] / scale, stock[name] / scale, rtol=0, atol=1e-4)
+
+
+def _loud_but_unheard_net(channel: int) -> nn.Sequential:
+    """``conv_bn_net`` whose first-layer filter ``channel`` has by far the largest weights, while the
+    next convolution reads nothing from it (its incoming weights from ``channel`` are zero)."""
+    torch.manual_seed(0)
+    model = randomise_bn(conv_bn_net())
+    with torch.no_grad():
+        model[0].weight[channel] *= 10.0
+        model[4].weight[:, channel] = 0.0
+    return model
+
+
+@pytest.mark.parametrize("channel", [2, 6])
+def test_lrp_removes_a_large_filter_nobody_listens_to_and_weight_norm_keeps_it(
+    reference, channel: int
+) -> None:
+    model = _loud_but_unheard_net(channel)
+    norms = model[0].weight.detach().flatten(1).norm(dim=1)
+    assert int(norms.argmax()) == channel  # the largest filter of the layer by weight norm
+    kept = {}
+    for criterion in ("weight", "lrp"):
+        plan = PruningPlan.compute(model, criterion, 0.0, reference, input_size=32, layer_ratios={"0": 0.125})
+        kept[criterion] = plan.channels["0"]
+        assert len(kept[criterion]) == 7  # one of the 8 filters removed
+    assert channel in kept["weight"]
+    assert channel not in kept["lrp"]
+    rel = filter_scores(model, *reference[0], method="lrp", layers=["0"])["0"]
+    assert torch.all(rel[:, channel] == 0) and torch.all(rel.abs().sum(0)[kept["lrp"]] > 0)
