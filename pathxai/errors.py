@@ -6,7 +6,9 @@ wrong, which file, and what to do. ``ValueError`` is kept for bad function argum
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 
 class PathXAIError(Exception):
@@ -22,6 +24,10 @@ class PathXAIError(Exception):
         if hint:
             parts.append(f"({hint})")
         super().__init__(" ".join(parts))
+
+
+T = TypeVar("T")
+E = TypeVar("E", bound="PathXAIError")
 
 
 class SlideError(PathXAIError):
@@ -78,3 +84,32 @@ class ConfinementError(PathXAIError):
 
 class DaskUnavailableError(PathXAIError):
     """Dask (``distributed``) is not installed."""
+
+
+def read_and_parse(path: str | Path, parse: Callable[[bytes], T], error: type[E], what: str) -> T:
+    """Read ``path`` and ``parse`` its bytes; failures become ``error`` naming the file.
+
+    Parameters
+    ----------
+    path
+        The file.
+    parse
+        Turns the bytes into the object; raises ``error`` when they are not valid.
+    error
+        The domain error raised (e.g. :class:`ModelError`), with ``path`` set.
+    what
+        What the file is, for the message (``"model card"``).
+
+    Raises
+    ------
+    PathXAIError
+        ``error``: the file cannot be read, or ``parse`` refused it (its message and hint kept).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read {what} ({exc.strerror})", path=path) from exc
+    try:
+        return parse(data)
+    except error as exc:
+        raise error(exc.message, path=path, hint=exc.hint) from exc

@@ -19,7 +19,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from pathxai.atomic import write_bytes_atomic, write_text_atomic
-from pathxai.errors import ModelError
+from pathxai.errors import ModelError, read_and_parse
 from pathxai.model.architectures import ARCHITECTURES
 from pathxai.model.card import CARD_FILENAME, WEIGHTS_FILENAME, ModelCard
 
@@ -123,14 +123,7 @@ def resolve_model_path(path_or_name: str | Path) -> tuple[Path, Path]:
 
 
 def _read_card(card_path: Path) -> ModelCard:
-    try:
-        text = card_path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model card ({exc.strerror})", path=card_path) from exc
-    try:
-        return ModelCard.from_json(text)
-    except ModelError as exc:
-        raise ModelError(exc.message, path=card_path, hint=exc.hint) from exc
+    return read_and_parse(card_path, ModelCard.from_json, ModelError, "model card")
 
 
 def _read_weights(weights_path: Path, card: ModelCard) -> dict[str, torch.Tensor]:

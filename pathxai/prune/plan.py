@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from pathxai.atomic import write_text_atomic
-from pathxai.errors import PruneError
+from pathxai.errors import PruneError, read_and_parse
 from pathxai.jsonio import dumps_json
 from pathxai.model.surgery import apply_channel_plan, prunable_layers, validate_channel_plan
 from pathxai.prune.criteria import CRITERIA, DATA_CRITERIA, DataImportance, ReferenceBatches, make_importance
@@ -228,15 +228,7 @@ class PruningPlan:
     @classmethod
     def load(cls, path: str | Path) -> PruningPlan:
         """Read a plan written by :meth:`save`."""
-        p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise PruneError(f"cannot read pruning plan ({exc.strerror})", path=p) from exc
-        try:
-            return cls.from_json(text)
-        except PruneError as exc:
-            raise PruneError(str(exc), path=p) from exc
+        return read_and_parse(path, cls.from_json, PruneError, "pruning plan")
 
     # ------------------------------------------------------------------ compute / apply
     @classmethod
