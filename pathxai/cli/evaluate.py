@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the headline numbers."""
     from pathxai.pipeline.train import evaluate_from_manifest
 
-    r = evaluate_from_manifest(
+    result = evaluate_from_manifest(
         args.manifest,
         args.model,
         **pick(
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         progress=not args.quiet,
     )
+    r = result.metrics
     img = r["image_level"]
     print(
         f"patches: n={r['n']} auc={r['auc']} accuracy={r['accuracy']} "
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         f"images:  n={img['n']} auc={img['auc']} accuracy={img['accuracy']} "
         f"balanced_accuracy={img['balanced_accuracy']}"
     )
-    if r["patients_seen_in_training"]:
-        print(f"warning: {len(r['patients_seen_in_training'])} patient(s) were in the model's training set")
+    if result.patients_seen_in_training:
+        print(f"warning: {len(result.patients_seen_in_training)} patient(s) were in the model's training set")
     print(f"written: {args.out}")
     return 0

@@ -12,6 +12,7 @@ Three ways to choose the training data, all grouped by patient:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from pathxai.model.train import TrainConfig, TrainResult, train_model
 
 __all__ = [
     "DEFAULT_LICENCE",
+    "EvaluationResult",
     "PatchSettings",
     "TrainJobResult",
     "evaluate_from_manifest",
@@ -287,6 +289,27 @@ class TrainJobResult:
     cv: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Outcome of :func:`evaluate_from_manifest`; :meth:`to_dict` is the JSON written."""
+
+    model: str
+    arch: str
+    weights_sha256: str
+    manifest: str
+    manifest_sha256: str
+    split: str | None
+    settings: dict[str, Any]
+    patients_seen_in_training: list[str]
+    n_images_without_patches: int
+    metrics: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the provenance keys, then the metrics' keys."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "metrics"}
+        return {**fields, **self.metrics}
+
+
 def _cross_validate(run: _Run, recs: list[ManifestRecord], out: Path, k: int) -> TrainJobResult:
     m, seed = run.manifest, run.config.seed
     splits = _grouped_folds(m, [int(r.tumor or 0) for r in recs], [r.group for r in recs], k, seed)
@@ -430,7 +453,7 @@ def evaluate_from_manifest(
     native_mpp: float | None = None,
     threshold: float = 0.5,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Score a manifest's images with a model and write the metrics JSON.
 
     Images are resampled to the model card's mpp and cut into ``card.input_size`` patches at
@@ -439,9 +462,9 @@ def evaluate_from_manifest(
 
     Returns
     -------
-    dict
-        Patch-level ``auc``, ``accuracy``, ``balanced_accuracy``, ``n``, ``confusion_matrix`` plus
-        ``image_level``, ``per_patient``, ``images`` and the settings used.
+    EvaluationResult
+        What was scored with which settings, and the metrics: patch-level ``auc``, ``accuracy``,
+        ``balanced_accuracy``, ``n``, ``confusion_matrix`` plus ``image_level``, ``per_patient``, ``images``.
     """
     m = read_manifest(manifest)
     root = Path(data_root) if data_root is not None else m.path.parent
@@ -473,18 +496,18 @@ def evaluate_from_manifest(
     result = evaluate_dataset(net, ds, tumour_index=card.tumour_index, threshold=threshold, progress=progress)
     train_pat = set(card.training.get("train_patients", []) or [])
     overlap = sorted(train_pat & {r.group for r in recs})
-    report = {
-        "model": str(model),
-        "arch": card.arch,
-        "weights_sha256": card.weights_sha256,
-        "manifest": str(m.path),
-        "manifest_sha256": m.sha256,
-        "split": split,
-        "settings": {"mpp": card.mpp, "size": card.input_size, "stride": stride, "min_tissue": min_tissue},
-        "patients_seen_in_training": overlap,
-        "n_images_without_patches": len(recs) - len({p.image for p in ds.patches}),
-        **result,
-    }
+    report = EvaluationResult(
+        model=str(model),
+        arch=card.arch,
+        weights_sha256=card.weights_sha256,
+        manifest=str(m.path),
+        manifest_sha256=m.sha256,
+        split=split,
+        settings={"mpp": card.mpp, "size": card.input_size, "stride": stride, "min_tissue": min_tissue},
+        patients_seen_in_training=overlap,
+        n_images_without_patches=len(recs) - len({p.image for p in ds.patches}),
+        metrics=result,
+    )
     if out is not None:
-        write_text_atomic(out, json.dumps(report, indent=2) + "\n")
+        write_text_atomic(out, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
