@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the headline numbers."""
-    from pathxai.pipeline.train import evaluate_from_manifest
+    from pathxai.pipeline.evaluate import evaluate_from_manifest
 
     result = evaluate_from_manifest(
         args.manifest,

@@ -107,22 +107,14 @@ def prune_model(
         Torch-Pruning silently skips) or exceeds ``max_layer_ratio`` with global ranking; nothing
         was pruned.
     """
-    ratio = check_ratio(ratio)
-    if iterative_steps < 1:
-        raise ValueError(f"iterative_steps must be >= 1, got {iterative_steps}")
-    check_ratio(max_layer_ratio, "max_layer_ratio")
+    ratio = _check_arguments(ratio, iterative_steps, max_layer_ratio)
     layers, outputs = prunable_layers(model), output_layers(model, input_size)
     ratio_dict = _layer_ratios(layers, outputs, layer_ratios or {})
     _check_feasible(layers, outputs, ratio, ratio_dict, global_pruning, max_layer_ratio)
     before = _channels(layers, outputs)
     was_training = model.training
-    schedule = (
-        ratio,
-        ratio_dict,
-        max_layer_ratio if global_pruning else 1.0,
-        global_pruning,
-        iterative_steps,
-    )
+    cap = max_layer_ratio if global_pruning else 1.0
+    schedule = (ratio, ratio_dict, cap, global_pruning, iterative_steps)
     pruner = _pruner(model, importance, input_size, schedule, [layers[n] for n in outputs])
     model.train(was_training)
     tracker = ChannelTracker(model, base_indices=base_plan)
@@ -136,6 +128,15 @@ def prune_model(
     plan = {k: list(v) for k, v in (base_plan or {}).items()}
     plan.update(tracker.channel_plan(only_changed=True))
     return plan
+
+
+def _check_arguments(ratio: float, iterative_steps: int, max_layer_ratio: float) -> float:
+    """``ratio`` as a float, after checking it, the number of steps and the per-layer cap."""
+    value = check_ratio(ratio)
+    if iterative_steps < 1:
+        raise ValueError(f"iterative_steps must be >= 1, got {iterative_steps}")
+    check_ratio(max_layer_ratio, "max_layer_ratio")
+    return value
 
 
 def _check_removed(ratio: float, ratio_dict: Mapping[nn.Module, float], before: int, after: int) -> None:
