@@ -20,8 +20,6 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
-
-
 def run_on_dask(
     jobs: Sequence[Job],
     task: Callable[[Job], Result],

@@ -19,7 +19,6 @@ rerun after an interruption continues where it stopped.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -37,6 +36,7 @@ from pathxai import __version__
 from pathxai.atomic import write_text_atomic
 from pathxai.data import DEMO_DATASET, fetch
 from pathxai.errors import PathXAIError
+from pathxai.jsonio import write_json
 from pathxai.model import load_model_with_card, preprocess
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.pipeline.slides import tile_to_file
@@ -347,10 +347,8 @@ def run_demo(
             outputs.update(_pruning(slide_path, out, sid, s, log))
     finally:
         steps.bar.close()
-    write_text_atomic(
-        out / "pathxai-view.json", json.dumps({"slide_roots": [str(slide_path.parent)]}, indent=2) + "\n"
-    )
+    write_json(out / "pathxai-view.json", {"slide_roots": [str(slide_path.parent)]})
     timings = {**steps.timings, "total": sum(steps.timings.values())}
     res = DemoResult(out, slide_path, sid, outputs, timings, tuple(notes))
-    write_text_atomic(out / "demo.json", json.dumps(res.to_dict(), indent=2) + "\n")
+    write_json(out / "demo.json", res.to_dict())
     return res

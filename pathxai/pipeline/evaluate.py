@@ -8,13 +8,12 @@ metrics, with what was scored and how) and writes it as JSON.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, ModelError
+from pathxai.jsonio import write_json
 from pathxai.manifest import Manifest, ManifestRecord, read_manifest
 from pathxai.model.datasets import patches_from_manifest
 from pathxai.model.evaluate import evaluate_dataset
@@ -124,5 +123,5 @@ def evaluate_from_manifest(
         metrics=result,
     )
     if out is not None:
-        write_text_atomic(out, json.dumps(report.to_dict(), indent=2) + "\n")
+        write_json(out, report.to_dict())
     return report

@@ -23,8 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pathxai import __version__
-from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError
+from pathxai.jsonio import write_json
 from pathxai.manifest import Manifest, ManifestRecord, read_manifest
 from pathxai.model.augment import Augmenter
 from pathxai.model.card import ModelCard
@@ -221,7 +221,7 @@ def _train_one(
             "split": split_info,
             **evaluation,
         }
-        write_text_atomic(out / "eval.json", json.dumps(evaluation, indent=2) + "\n")
+        write_json(out / "eval.json", evaluation)
     return evaluation
 
 
@@ -302,7 +302,7 @@ def _cross_validate(run: _Run, recs: list[ManifestRecord], out: Path, k: int) ->
         "summary": summarize_folds(evals),
         "per_fold": per_fold,
     }
-    write_text_atomic(out / "cv.json", json.dumps(summary, indent=2) + "\n")
+    write_json(out / "cv.json", summary)
     return TrainJobResult(mode="cv", out=out, cv=summary)
 
 

@@ -10,17 +10,15 @@ become ``null``), and loads the directory back to prove the card rebuilds the ne
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from pathxai import __version__
 from pathxai.atomic import write_text_atomic
+from pathxai.jsonio import dumps_json
 from pathxai.model.card import ModelCard
 from pathxai.model.io import load_model_with_card, save_model
 from pathxai.prune.plan import PruningPlan, compose_plans
@@ -76,25 +74,9 @@ def pruned_card(
     )
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _numpy_scalar(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def report_json(report: PruneReport) -> str:
     """``pruning.json`` text: indented, key-sorted, non-finite numbers as ``null``."""
-    return json.dumps(_json_safe(report.to_dict()), indent=2, sort_keys=True, default=_numpy_scalar) + "\n"
+    return dumps_json(report.to_dict(), sort_keys=True)
 
 
 def save_pruned_model(pruned: nn.Module, card: ModelCard, report: PruneReport, out_dir: str | Path) -> Path:
