@@ -102,6 +102,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connection attempts dropped because a listen queue was full (all sockets)."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return -1
+    for head, vals in zip(lines[::2], lines[1::2], strict=False):
+        names, values = head.split(), vals.split()
+        if "ListenOverflows" in names:
+            return int(values[names.index("ListenOverflows")])
+    return -1
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -390,6 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tally, samples, stop = Tally(), [], threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(pids, samples, stop), daemon=True)
         sampler.start()
+        overflows = listen_overflows()
         t0 = time.monotonic()
         deadline = t0 + args.seconds
         threads = [
@@ -405,6 +419,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for t in threads:
             t.join()
         wall = time.monotonic() - t0
+        overflows = listen_overflows() - overflows
         stop.set()
         sampler.join()
         alive = {n: (tile_proc if n == "tile_server" else page_proc).poll() is None for n in pids}  # type: ignore[union-attr]
@@ -433,6 +448,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "latency": {k: percentiles(v) for k, v in tally.latency.items()},
         "rss": {n: memory(samples, n, idle[n]) for n in pids},
         "servers_alive_at_end": alive,
+        "listen_overflows": overflows,
         "loadavg_1min": round(os.getloadavg()[0], 1),
     }
 
@@ -442,7 +458,8 @@ def table(res: dict[str, Any]) -> str:
     lines = [
         f"{res['clients']} clients, {res['wall_s']} s, {res['requests']} requests "
         f"({res['throughput_rps']}/s), errors {res['errors']}, refused {res['refused_403']}/{res['refused_sent']} "
-        f"with 403, load average {res['loadavg_1min']}",
+        f"with 403, load average {res['loadavg_1min']}, listen-queue overflows {res['listen_overflows']} "
+        "(whole machine)",
         f"{'kind':14s}{'n':>7s}{'p50 ms':>9s}{'p95 ms':>9s}{'p99 ms':>9s}{'max ms':>9s}",
     ]
     for kind, s in res["latency"].items():

@@ -106,6 +106,16 @@ class _Handler(BaseHTTPRequestHandler):
         """Keep the console quiet (Streamlit owns it)."""
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """One thread per connection, with a listen backlog sized for many browsers at once."""
+
+    daemon_threads = True
+    #: socketserver's default backlog of 5 overflowed with 20 viewers (each browser opens several
+    #: connections for tiles): the kernel dropped the extra connection attempts and clients retried
+    #: only after 1 s, 3 s, ... (issue 21, benchmarks/viewer_load.py).
+    request_queue_size = 128
+
+
 class TileServer:
     """The tile server in a daemon thread.
 
@@ -127,8 +137,7 @@ class TileServer:
         self.token = token or secrets.token_urlsafe(16)
         handler = type("PathxaiTileHandler", (_Handler,), {"service": service, "token": self.token})
         self.service = service
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer((host, port), handler)
         self.host = host
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="pathxai-tiles", daemon=True)

@@ -89,3 +89,27 @@ def test_overlay_tiles_do_not_reread_the_store_attributes(
         assert reads["n"] == opened
     finally:
         svc.close()
+
+
+def test_tile_server_queues_many_connections_while_busy(viewer_run: dict[str, Path]) -> None:
+    """Found by the load: the default listen backlog (5) dropped connection attempts of 20 viewers
+    and their kernels retried only after 1 s, 3 s, ... With the accept loop stopped (a server busy
+    with other requests), 40 connections still complete; with a backlog of 5 the 7th timed out."""
+    import socket
+
+    from pathxai.viewer.catalog import make_roots
+    from pathxai.viewer.server import TileServer
+    from pathxai.viewer.tiles import TileService
+
+    server = TileServer(TileService(make_roots(viewer_run["out"])))
+    socks: list[socket.socket] = []
+    try:
+        server.httpd.shutdown()  # stop accepting; the socket keeps listening
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            socks.append(s)
+        assert len(socks) == 40
+    finally:
+        for s in socks:
+            s.close()
+        server.close()
