@@ -12,7 +12,8 @@ Schema (see ``data_manifests/README.md``): one row per image/slide/patch. Recogn
 ``patient``   patient identifier used for grouped splits (alias ``patient_id``)
 ``site``      acquisition centre;  ``scanner``: scanner model
 ``split``     ``train`` / ``val`` / ``test`` (or any name)
-``mpp``       native microns per pixel of the file
+``mpp``       native microns per pixel of the file (aliases ``mpp_estimate``,
+              ``microns_per_pixel``, ``um_per_px``: see :data:`MPP_COLUMNS`)
 ============  =====================================================================
 
 At minimum a manifest needs ``path`` (or ``url``) and ``label`` or ``tumor``. Every other column
@@ -35,6 +36,7 @@ from pathxai.errors import ManifestError
 
 __all__ = [
     "ALIASES",
+    "MPP_COLUMNS",
     "TUMOUR_LABELS",
     "Manifest",
     "ManifestRecord",
@@ -57,8 +59,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "site": ("site",),
     "scanner": ("scanner",),
     "split": ("split",),
-    "mpp": ("mpp",),
+    "mpp": ("mpp", "mpp_estimate", "microns_per_pixel", "um_per_px"),
 }
+
+#: The spellings of an image-level µm/px column, in order of preference (``mpp`` first: a manifest
+#: with both a measured ``mpp`` and an ``mpp_estimate`` uses the measured one).
+MPP_COLUMNS: tuple[str, ...] = ALIASES["mpp"]
 
 #: Label spellings that map to tumour (1) / non-tumour (0) when no ``tumor`` column is given.
 TUMOUR_LABELS: dict[str, int] = {

@@ -13,6 +13,7 @@ SHARED_DATA = Path(os.environ.get("PATHXAI_SHARED_DATA", REPO.parent / "shared" 
 WSI_DIR = SHARED_DATA / "wsi_samples"
 GLAS_DIR = SHARED_DATA / "glas_warwick_qu"
 KATHER_DIR = SHARED_DATA / "kather2016_tile_samples"
+EBHI_DIR = SHARED_DATA / "ebhi_seg_colon"
 HE_REFERENCE = SHARED_DATA / "he_reference_image" / "target_image.png"
 
 
@@ -70,6 +71,12 @@ def glas_dir() -> Path:
 def kather_dir() -> Path:
     """Kather 2016 sample tiles (another centre)."""
     return _need(KATHER_DIR)
+
+
+@pytest.fixture(scope="session")
+def ebhi_dir() -> Path:
+    """EBHI-Seg colon biopsies (adenocarcinoma / normal), a second centre."""
+    return _need(EBHI_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -128,6 +128,37 @@ def test_committed_manifests_validate(glas_dir: Path, kather_dir: Path) -> None:
     assert validate(REPO / "data_manifests" / "kather2016_samples.csv", kather_dir) == []
 
 
+@pytest.mark.parametrize("column", ["mpp", "mpp_estimate", "microns_per_pixel", "um_per_px"])
+def test_image_mpp_read_under_each_spelling(root: Path, tmp_path: Path, column: str) -> None:
+    m = _write(tmp_path / "m.csv", f"path,tumor,{column}\nimg/a.png,1,0.95\nimg/b.png,0,0.5\n")
+    man = read_manifest(m)
+    assert [r.mpp for r in man] == [0.95, 0.5]
+    assert column not in man.records[0].extra
+    bad = _write(tmp_path / "bad.csv", f"path,tumor,{column}\nimg/a.png,1,1000\n")
+    assert [p.column for p in validate(bad, root)] == [column]
+
+
+def test_measured_mpp_wins_over_an_estimate(tmp_path: Path) -> None:
+    m = _write(tmp_path / "m.csv", "path,tumor,mpp_estimate,mpp\nimg/a.png,1,0.95,0.62\n")
+    rec = read_manifest(m).records[0]
+    assert rec.mpp == 0.62 and rec.extra == {"mpp_estimate": "0.95"}
+
+
+@pytest.mark.real_data
+def test_ebhi_manifest_validates_and_is_case_grouped(ebhi_dir: Path) -> None:
+    path = REPO / "data_manifests" / "ebhi_seg.csv"
+    assert validate(path, ebhi_dir) == []
+    man = read_manifest(path)
+    assert len(man) == 438 and sum(r.tumor == 1 for r in man) == 401
+    assert {r.mpp for r in man} == {0.95} and {r.site for r in man} == {"China Medical University Shenyang"}
+    splits: dict[str, set[str]] = {}
+    for r in man:
+        assert r.split is not None and r.patient is not None and r.id.endswith(Path(r.path or "").stem)
+        splits.setdefault(r.split, set()).add(r.patient)
+    assert set(splits) == {"train", "test"} and not splits["train"] & splits["test"]
+    assert {r.patient for r in man if r.split == "test" and r.tumor == 0}  # normal cases held out too
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.binary(max_size=300)

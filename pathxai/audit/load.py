@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from pathxai.audit.cohort import AuditItem
 from pathxai.audit.heat import SPRAY_SIDE, TILING, heat_from_npz, heat_from_store, heat_of_image, heat_to_npz
 from pathxai.errors import AuditError, ManifestError, PathXAIError
-from pathxai.manifest import Manifest, ManifestRecord, resolve
+from pathxai.manifest import MPP_COLUMNS, Manifest, ManifestRecord, resolve
 from pathxai.model.card import ModelCard
 from pathxai.model.datasets import read_rgb, rescale_to_mpp
 
@@ -71,11 +71,21 @@ def is_glas(manifest: Manifest) -> bool:
     )
 
 
-def is_image_cohort(manifest: Manifest) -> bool:
-    """Every row of ``manifest`` is a plain image file (PNG, JPEG ...), not a slide."""
-    from pathxai.slide import IMAGE_SUFFIXES
+def is_image_cohort(manifest: Manifest, data_root: Path | None = None) -> bool:
+    """Every row a plain image (PNG/JPEG/BMP, or a strip TIFF such as a Kather tile), not a slide."""
+    from pathxai.slide import IMAGE_SUFFIXES, is_plain_image
 
-    return all(Path(r.path or "").suffix.lower() in IMAGE_SUFFIXES for r in manifest.records)
+    def plain(rec: ManifestRecord) -> bool:
+        if Path(rec.path or "").suffix.lower() in IMAGE_SUFFIXES:
+            return True
+        if data_root is None or rec.path is None:
+            return False
+        try:
+            return is_plain_image(resolve(rec, data_root))
+        except ManifestError:
+            return False
+
+    return all(plain(r) for r in manifest.records)
 
 
 def _image_item(
@@ -90,7 +100,7 @@ def _image_item(
     if rec.mpp is None:
         raise AuditError(
             f"line {rec.line}: image {rec.path!r} has no 'mpp' in the manifest",
-            hint="add an 'mpp' column (native µm/px of the images)",
+            hint=f"add an 'mpp' column (native µm/px of the images; read under any of: {', '.join(MPP_COLUMNS)})",
         )
     full = resolve(rec, data_root)
     img = rescale_to_mpp(read_rgb(full), rec.mpp, mpp)
@@ -143,7 +153,7 @@ def build_items(
     """
     from pathxai.explain import Explainer
 
-    kind = "image" if is_image_cohort(manifest) else "slide"
+    kind = "image" if is_image_cohort(manifest, data_root) else "slide"
     items: list[AuditItem] = []
     explainer = None
     if kind == "image" and net is not None and card is not None:

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from pathxai.errors import ManifestError
-from pathxai.manifest import ManifestRecord, resolve
+from pathxai.manifest import MPP_COLUMNS, ManifestRecord, resolve
 from pathxai.pixels import tissue_fraction
 
 __all__ = [
@@ -282,7 +282,8 @@ def load_images(
         if mpp is None:
             raise ManifestError(
                 f"line {rec.line}: no native resolution for {rec.path!r}",
-                hint="add an 'mpp' column to the manifest or pass --native-mpp",
+                hint=f"add an 'mpp' column to the manifest (read under any of: {', '.join(MPP_COLUMNS)}) "
+                "or pass --native-mpp",
             )
         out.append(rescale_to_mpp(read_rgb(resolve(rec, data_root)), mpp, target_mpp))
     return out
