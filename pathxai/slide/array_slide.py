@@ -31,9 +31,18 @@ class ArraySlide(BaseSlide):
         Display name used in messages.
     n_levels
         Number of pyramid levels (each half the size of the previous).
+    resolution
+        Where ``mpp`` came from, when the caller knows better than "given with the array".
     """
 
-    def __init__(self, pixels: np.ndarray, mpp: float | None, name: str = "array", n_levels: int = 1) -> None:
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        mpp: float | None,
+        name: str = "array",
+        n_levels: int = 1,
+        resolution: Resolution | None = None,
+    ) -> None:
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError(
                 f"ArraySlide needs an RGB uint8 (H, W, 3) array, got {pixels.dtype} {pixels.shape}"
@@ -41,7 +50,9 @@ class ArraySlide(BaseSlide):
         if n_levels < 1:
             raise ValueError(f"n_levels must be >= 1, got {n_levels}")
         source = "metadata" if mpp is not None else "unknown"
-        super().__init__(Resolution(mpp, source, "given with the array" if mpp else "no mpp given"))
+        if resolution is None or resolution.mpp != mpp:
+            resolution = Resolution(mpp, source, "given with the array" if mpp else "no mpp given")
+        super().__init__(resolution)
         self.name = name
         levels = [np.ascontiguousarray(pixels)]
         for _ in range(1, n_levels):
@@ -85,6 +96,31 @@ class ArraySlide(BaseSlide):
             raise SlideError(f"not a readable image: {exc}", path=path) from exc
         return cls(pixels, mpp, name=str(path), n_levels=n_levels)
 
+    @classmethod
+    def from_tiff(cls, path: str | Path, mpp: float | None, n_levels: int = 1) -> ArraySlide:
+        """Load a plain strip TIFF (e.g. a Kather 2016 tile), which OpenSlide does not read, as a slide.
+
+        ``mpp`` overrides the file's resolution tags; without it a plausible tag resolution is used,
+        else the resolution is unknown. 16-bit samples are scaled to 8 bits over the declared range
+        (see :mod:`pathxai.slide.plain_tiff`).
+
+        Raises
+        ------
+        SlideError
+            If the file is truncated, larger than :data:`MAX_IMAGE_PIXELS`, or in a pixel format
+            that is not converted (floating point, CMYK, ...).
+        """
+        from pathxai.slide.openslide_slide import check_readable_file
+        from pathxai.slide.plain_tiff import read_plain_tiff
+        from pathxai.slide.resolution import resolve_mpp
+
+        path = Path(path)
+        check_readable_file(path)
+        pixels, res = read_plain_tiff(path, MAX_IMAGE_PIXELS)
+        if mpp is not None:
+            res = resolve_mpp({}, mpp)
+        return cls(pixels, res.mpp, name=str(path), n_levels=n_levels, resolution=res)
+
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
         """``(width, height)`` of each level, level 0 first."""
@@ -120,9 +156,11 @@ class ArraySlide(BaseSlide):
 def image_to_rgb(img: Image.Image) -> np.ndarray:
     """Convert a PIL image of any common mode to an RGB uint8 array."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # scaled over the format's range (as pathxai.model.datasets.read_rgb does), not stretched
+        # to the image's own maximum: a dim image stays dim
         arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() if arr.max() > 0 else 1.0
-        gray = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        gray = np.clip(np.rint(arr / top * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         return rgba_to_rgb(np.asarray(img.convert("RGBA")))

@@ -46,6 +46,14 @@ def sniff(path: Path) -> str | None:
     return None
 
 
+def openslide_format(path: str | Path) -> str | None:
+    """OpenSlide's name for the file's format (``aperio``, ``generic-tiff``, ...), ``None`` if not a slide."""
+    try:
+        return openslide.OpenSlide.detect_format(str(path))
+    except openslide.OpenSlideError:
+        return None
+
+
 def check_readable_file(path: Path) -> None:
     """Raise :class:`SlideError` unless ``path`` is an existing, non-empty, readable file."""
     if not path.exists():
