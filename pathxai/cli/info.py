@@ -34,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  level {lv['level']}: {lv['width']} x {lv['height']}  downsample {lv['downsample']}")
     mpp = "unknown" if info["mpp"] is None else f"{info['mpp']:.4g} µm/px"
     print(f"mpp:        {mpp}  [{info['mpp_source']}: {info['mpp_note']}]")
+    if "mpp_suggestion" in info:
+        sug = info["mpp_suggestion"]
+        print(f"mpp guess:  {sug['text']}")
+        if sug["mpp"] is not None:
+            print(f"            not used: check it, then pass --slide-mpp {sug['mpp']:.2f} to use it")
     if info["objective_power"]:
         print(f"objective:  {info['objective_power']}x")
     print(f"associated: {', '.join(info['associated_images']) or '-'}")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pathxai import __version__
-from pathxai.errors import PathXAIError, ResolutionError
+from pathxai.errors import PathXAIError
 from pathxai.pipeline.explain_pool import ExplainPool, prepared
 from pathxai.pipeline.heatmap_canvas import finalize_canvas
 from pathxai.pipeline.heatmap_compute import TileProgress, compute_tiles
@@ -157,11 +157,7 @@ def _compute_store(
 
 def _require_resolution(slide: BaseSlide, path: str) -> None:
     if slide.resolution.mpp is None:
-        raise ResolutionError(
-            f"unknown resolution: {slide.resolution.note}",
-            path=path,
-            hint="pass the level-0 resolution, e.g. --slide-mpp 0.5 for a 20x scan",
-        )
+        raise slide.resolution_error(path)
 
 
 def _run_details(store_path: Path, computed: _Computed, timings: dict[str, float]) -> dict[str, Any]:

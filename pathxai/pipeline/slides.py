@@ -12,7 +12,7 @@ from PIL import Image
 
 from pathxai import __version__
 from pathxai.atomic import atomic_path
-from pathxai.errors import ResolutionError, TissueError
+from pathxai.errors import TissueError
 from pathxai.geometry import Grid
 from pathxai.render.grid import grid_overlay
 from pathxai.slide import TissueSettings, detect_tissue, open_slide
@@ -22,6 +22,9 @@ from pathxai.tiling import SlideSource, iter_tiles, tile_slide
 
 def slide_info(path: str | Path, slide_mpp: float | None = None, tissue: bool = True) -> dict[str, Any]:
     """Describe a slide: vendor, size, levels, resolution and its source, associated images, tissue.
+
+    When the metadata gives no resolution, ``mpp_suggestion`` holds the µm/px the size of its nuclei
+    suggests (:mod:`pathxai.slide.nuclei_mpp`); ``mpp`` stays ``None``.
 
     Parameters
     ----------
@@ -56,6 +59,18 @@ def slide_info(path: str | Path, slide_mpp: float | None = None, tissue: bool = 
             "objective_power": slide.properties.get("openslide.objective-power"),
             "associated_images": list(slide.associated_images),
         }
+        if res.mpp is None:  # a suggestion beside the metadata, never in its place
+            est = slide.mpp_suggestion()
+            info["mpp_suggestion"] = {
+                "mpp": None if est.mpp is None else round(est.mpp, 4),
+                "rel_sd": None if est.mpp is None else round(est.rel_sd, 4),
+                "ci95": None
+                if est.low is None or est.high is None
+                else [round(est.low, 4), round(est.high, 4)],
+                "n_nuclei": est.n_nuclei,
+                "note": est.note,
+                "text": est.describe(),
+            }
         if tissue:
             if res.mpp is None:
                 info["tissue_fraction"] = None
@@ -147,11 +162,7 @@ def tile_to_file(
     settings = tissue_settings or TissueSettings()
     with open_slide(path, mpp=slide_mpp) as slide:
         if slide.resolution.mpp is None:
-            raise ResolutionError(
-                f"unknown resolution: {slide.resolution.note}",
-                path=path,
-                hint="pass the level-0 resolution, e.g. --slide-mpp 0.5 for a 20x scan",
-            )
+            raise slide.resolution_error(path)
         grid, mask = tile_slide(slide, mpp, size, stride, min_tissue, settings)
         if not len(grid):
             raise empty_grid_error(path, grid, mask.fraction, min_tissue)

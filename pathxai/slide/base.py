@@ -7,13 +7,16 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 from PIL import Image
 
 from pathxai.errors import ResolutionError, SlideError
 from pathxai.slide.resolution import Resolution
+
+if TYPE_CHECKING:
+    from pathxai.slide.nuclei_mpp import MppEstimate
 
 #: Tolerance for treating a coordinate as a whole pixel.
 _EPS = 1e-6
@@ -85,12 +88,40 @@ class BaseSlide(abc.ABC):
             If the resolution is unknown or implausible and no override was given.
         """
         if self._resolution.mpp is None:
-            raise ResolutionError(
-                f"unknown resolution: {self._resolution.note}",
-                path=self.name,
-                hint="pass the level-0 resolution explicitly, e.g. --slide-mpp 0.5 for a 20x scan",
-            )
+            raise self.resolution_error()
         return self._resolution.mpp
+
+    def mpp_suggestion(self) -> MppEstimate:
+        """The µm/px the size of the slide's nuclei suggests (computed once; never used as the mpp).
+
+        See :mod:`pathxai.slide.nuclei_mpp`. A failure to estimate is an estimate without ``mpp``.
+        """
+        from pathxai.slide.nuclei_mpp import MppEstimate, estimate_slide_mpp
+
+        cached: MppEstimate | None = getattr(self, "_mpp_suggestion", None)
+        if cached is None:
+            try:
+                cached = estimate_slide_mpp(self)
+            except (SlideError, OSError, ValueError, MemoryError) as exc:
+                cached = MppEstimate(None, math.nan, None, None, 0, f"estimate failed: {exc}")
+            self._mpp_suggestion = cached
+        return cached
+
+    def resolution_error(self, path: str | Path | None = None) -> ResolutionError:
+        """The "unknown resolution" error, with the nuclei-size suggestion in its hint when there is one."""
+        est = self.mpp_suggestion()
+        if est.mpp is None:
+            hint = "pass the level-0 resolution explicitly, e.g. --slide-mpp 0.5 for a 20x scan"
+        else:
+            hint = (
+                f"pass the level-0 resolution explicitly; the size of its nuclei suggests {est.describe()}: "
+                f"check it against the scan's objective before using it, e.g. --slide-mpp {est.mpp:.2f}"
+            )
+        return ResolutionError(
+            f"unknown resolution: {self._resolution.note}",
+            path=path if path is not None else self.name,
+            hint=hint,
+        )
 
     # ---- reading --------------------------------------------------------------------
     @abc.abstractmethod
