@@ -142,7 +142,7 @@ def _diameters_at(regions: Sequence[np.ndarray], guess: float) -> np.ndarray:
 
 
 def estimate_image_mpp(
-    regions: np.ndarray | Sequence[np.ndarray], start: float = 1.0, rounds: int = 4, seed: int = 0
+    regions: np.ndarray | Sequence[np.ndarray], start: float = 0.5, rounds: int = 4, seed: int = 0
 ) -> MppEstimate:
     """Suggest the µm/px of one image, or of several regions of one slide read at the same scale.
 
@@ -152,8 +152,9 @@ def estimate_image_mpp(
         An RGB uint8 image, or a list of them (all at the same, unknown, resolution).
     start
         First guess in µm/px. Each round resamples and re-measures, so the result hardly depends on
-        it, as long as the first round does not shrink nuclei below the opening's size: 1.0 enlarges
-        images of 0.2-1 µm/px for the first round (images coarser than about 1.2 µm/px are out of range).
+        it within the range it serves, scans of about 0.2-0.65 µm/px (20x and 40x): coarser images shrink their
+        nuclei below the opening's size in the first round (no estimate), and starting from above
+        converges slowly (enlarged nuclei measure nearly the same size).
     rounds
         Most correction rounds (stops earlier when a round changes the guess by under 1 %).
     seed
