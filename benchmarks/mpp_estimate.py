@@ -101,7 +101,7 @@ def validate() -> None:
     out.append(_summary(f"Kather 2016 tiles pooled per source slide ({len(ests)})", 0.495, ests))
     with open_slide(DATA / "wsi_samples" / "CMU-1-Small-Region.svs") as s:
         cmu = estimate_slide_mpp(s)
-    out.append(_summary("CMU-1-Small-Region.svs (slide, 6 regions)", 0.499, [cmu]))
+    out.append(_summary("CMU-1-Small-Region.svs (slide, 4 regions of 512 px)", 0.499, [cmu]))
     for row in out:
         print(json.dumps(row))
     print()
