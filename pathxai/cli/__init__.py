@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tiles",
     "data",
     "manifest",
+    "model",
     "train",
     "evaluate",
     "heatmap",

@@ -30,6 +30,7 @@ __all__ = [
     "MBConv",
     "ResNet18",
     "build_model",
+    "get_architecture",
     "imagenet_weights_path",
     "load_pretrained_weights",
 ]
@@ -307,6 +308,29 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "efficientnet_lite0": efficientnet_lite0,
 }
+
+
+def get_architecture(arch: str) -> Callable[..., nn.Module]:
+    """Return the constructor of ``arch``: a key of :data:`ARCHITECTURES` or an external spec.
+
+    External specs (``torchvision:NAME``, ``timm:NAME``, ``python:MODULE:FACTORY``) are built by
+    :mod:`pathxai.model.external` (models imported with ``pathxai model import``).
+
+    Raises
+    ------
+    ModelError
+        For an unknown name or a malformed spec.
+    """
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch]
+    from pathxai.model.external import external_constructor, is_external_spec
+
+    if is_external_spec(arch):
+        return external_constructor(arch)
+    raise ModelError(
+        f"unknown architecture {arch!r}",
+        hint=f"known: {sorted(ARCHITECTURES)} or torchvision:NAME, timm:NAME, python:MODULE:FACTORY",
+    )
 
 
 def load_pretrained_weights(model: nn.Module, path: str | Path) -> list[str]:

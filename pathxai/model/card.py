@@ -40,7 +40,8 @@ class ModelCard:
     Attributes
     ----------
     arch
-        Key of :data:`pathxai.model.ARCHITECTURES`.
+        Key of :data:`pathxai.model.ARCHITECTURES`, or an external spec (``torchvision:NAME``,
+        ``timm:NAME``, ``python:MODULE:FACTORY``) of an imported model.
     classes
         Class names by logit index, e.g. ``("non-tumour", "tumour")``.
     tumour_index
@@ -67,6 +68,12 @@ class ModelCard:
         Version of pathxai that wrote the card.
     extra
         Free-form additional information.
+    source
+        For imported models (``pathxai model import``): the source weights file(s) and their sha256,
+        the key prefix stripped, tensors left out; empty otherwise.
+    trust_code
+        Whether building the architecture runs the user's own code (``python:`` specs); such a card
+        loads only with ``PATHXAI_TRUST_CODE=1``.
     """
 
     arch: str
@@ -85,6 +92,8 @@ class ModelCard:
     command: str = ""
     pathxai_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    trust_code: bool = False
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -208,7 +217,7 @@ def _check(card: ModelCard) -> list[str]:
         and (len(card.weights_sha256) != 64 or any(c not in "0123456789abcdef" for c in card.weights_sha256))
     ):
         p.append("'weights_sha256' must be 64 lowercase hex digits (or empty before saving)")
-    for key in ("arch_kwargs", "training", "metrics", "extra"):
+    for key in ("arch_kwargs", "training", "metrics", "extra", "source"):
         if not isinstance(getattr(card, key), dict):
             p.append(f"'{key}' must be an object")
         elif not _all_finite(getattr(card, key)):
@@ -223,6 +232,8 @@ def _check(card: ModelCard) -> list[str]:
             for k, v in plan.items()
         ):
             p.append("'channel_plan' must map module names to non-empty lists of channel indices")
+    if not isinstance(card.trust_code, bool):
+        p.append("'trust_code' must be true or false")
     for key in ("licence", "command", "pathxai_version"):
         if not isinstance(getattr(card, key), str):
             p.append(f"'{key}' must be a string")

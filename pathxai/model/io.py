@@ -20,7 +20,7 @@ from torch import nn
 
 from pathxai.atomic import write_bytes_atomic, write_text_atomic
 from pathxai.errors import ModelError, read_and_parse
-from pathxai.model.architectures import ARCHITECTURES
+from pathxai.model.architectures import get_architecture
 from pathxai.model.card import CARD_FILENAME, WEIGHTS_FILENAME, ModelCard
 
 __all__ = [
@@ -156,16 +156,12 @@ def _read_weights(weights_path: Path, card: ModelCard) -> dict[str, torch.Tensor
 
 
 def _build_from_card(card: ModelCard, source: Path) -> nn.Module:
-    if card.arch not in ARCHITECTURES:
-        raise ModelError(
-            f"unknown architecture {card.arch!r} in model card",
-            path=source,
-            hint=f"known: {sorted(ARCHITECTURES)}",
-        )
     kwargs: dict[str, Any] = dict(card.arch_kwargs)
     kwargs.setdefault("num_classes", card.num_classes)
     try:
-        model = ARCHITECTURES[card.arch](**kwargs)
+        model = get_architecture(card.arch)(**kwargs)
+    except ModelError as exc:
+        raise ModelError(str(exc), path=source) from exc
     except (TypeError, ValueError) as exc:
         raise ModelError(
             f"cannot build {card.arch!r} with arch_kwargs {card.arch_kwargs}: {exc}", path=source
