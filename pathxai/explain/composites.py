@@ -132,6 +132,7 @@ def make_composite(
     gamma: float = 0.25,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    extra_layer_map: list[tuple[Any, Hook]] | None = None,
 ) -> Composite:
     """Build an LRP composite by name.
 
@@ -152,6 +153,9 @@ def make_composite(
         Gamma of the gamma rule (``epsilon_gamma_box``).
     mean, std : sequence of float
         Input normalisation, from which the z-box bounds are derived (``epsilon_gamma_box``).
+    extra_layer_map : list of (types, hook), optional
+        Rules that take precedence over the composite's own (e.g.
+        :func:`pathxai.explain.canonizers.graph_layer_map` for graph-canonized models).
 
     Returns
     -------
@@ -161,13 +165,21 @@ def make_composite(
     if name not in COMPOSITE_NAMES:
         raise ValueError(f"unknown composite {name!r}; valid names: {', '.join(COMPOSITE_NAMES)}")
     canonizers = list(canonizers or [])
+    extra = list(extra_layer_map or [])
     if name == "epsilon_gamma_box":
         low, high = input_bounds(mean, std)
         if not fast:
             return EpsilonGammaBox(
-                low=low, high=high, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer, canonizers=canonizers
+                low=low,
+                high=high,
+                epsilon=epsilon,
+                gamma=gamma,
+                stabilizer=stabilizer,
+                layer_map=extra,
+                canonizers=canonizers,
             )
         layer_map = [
+            *extra,
             *_base_map(stabilizer),
             (Convolution, GammaRule(gamma=gamma, stabilizer=stabilizer)),
             (nn.Linear, EpsilonRule(epsilon=epsilon)),
@@ -181,12 +193,17 @@ def make_composite(
         stock: Callable[..., Composite] = (
             EpsilonPlusFlat if name == "epsilon_plus_flat" else EpsilonAlpha2Beta1Flat
         )
-        return stock(epsilon=epsilon, stabilizer=stabilizer, canonizers=canonizers)
+        return stock(epsilon=epsilon, stabilizer=stabilizer, layer_map=extra, canonizers=canonizers)
     conv_rule: Hook = (
         ZPlusRule(stabilizer=stabilizer)
         if name == "epsilon_plus_flat"
         else AlphaBetaRule(alpha=2.0, beta=1.0, stabilizer=stabilizer)
     )
-    layer_map = [*_base_map(stabilizer), (Convolution, conv_rule), (nn.Linear, EpsilonRule(epsilon=epsilon))]
+    layer_map = [
+        *extra,
+        *_base_map(stabilizer),
+        (Convolution, conv_rule),
+        (nn.Linear, EpsilonRule(epsilon=epsilon)),
+    ]
     first_map = [(Linear, FlatRule(stabilizer=stabilizer))]
     return FastComposite(layer_map=layer_map, first_map=first_map, canonizers=canonizers)

@@ -22,6 +22,7 @@ from zennit.attribution import Gradient, IntegratedGradients, SmoothGrad
 
 from pathxai.errors import ExplainError
 from pathxai.explain.canonize import canonizers_for, check_supported, prepare_model
+from pathxai.explain.canonizers import graph_layer_map, plan_lrp
 from pathxai.explain.composites import IMAGENET_MEAN, IMAGENET_STD, make_composite
 
 Tensor = torch.Tensor
@@ -124,18 +125,24 @@ class LRP(Method):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
-        check_supported(model)
+        plan = plan_lrp(model)
+        if plan.model is None:
+            check_supported(model)
         card = getattr(model, "pathxai_card", None)
         if mean is None:
             mean = tuple(getattr(card, "mean", IMAGENET_MEAN))
         if std is None:
             std = tuple(getattr(card, "std", IMAGENET_STD))
         self.fast = self.default_fast if fast is None else bool(fast)
-        self.model = prepare_model(model, canonize=self.fast)
+        #: How the model was canonized: "zennit-resnet", "sequential" or "graph" (see explain.canonizers).
+        self.canonizer = plan.canonizer
+        by_graph = plan.model is not None
+        self.model = plan.model if plan.model is not None else prepare_model(model, canonize=self.fast)
         self.composite = make_composite(
             self.composite_name,
             fast=self.fast,
-            canonizers=None if self.fast else canonizers_for(self.model),
+            canonizers=None if self.fast or by_graph else canonizers_for(self.model),
+            extra_layer_map=graph_layer_map(epsilon) if by_graph else None,
             epsilon=epsilon,
             stabilizer=stabilizer,
             gamma=gamma,
