@@ -82,6 +82,22 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The import command line that reproduces this model (from the parsed options)."""
+    words = ["pathxai", "model", "import"]
+    for key in ("arch", "weights", "head_weights", "classes", "tumour_class", "mpp", "size", "mean", "std"):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        words += [f"--{key.replace('_', '-')}", text]
+    if args.arch_kwargs:
+        words += ["--arch-kwargs", json.dumps(args.arch_kwargs, sort_keys=True)]
+    if args.trust_code:
+        words.append("--trust-code")
+    return shlex.join([*words, "--out", str(args.out)])
+
+
 def run_import(args: argparse.Namespace) -> int:
     """Import the model, save it, load it back to check, and print a summary."""
     from pathxai.model import load_model_with_card, save_model
@@ -99,7 +115,7 @@ def run_import(args: argparse.Namespace) -> int:
         std=args.std or IMAGENET_STD,
         arch_kwargs=args.arch_kwargs,
         trust_code=args.trust_code,
-        command=shlex.join(["pathxai", *sys.argv[1:]]),
+        command=_command(args),
     )
     model, card = import_model(spec)
     save_model(model, card, args.out)

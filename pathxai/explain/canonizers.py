@@ -188,8 +188,12 @@ def _shape(node: Any) -> tuple[int, ...] | None:
 
 
 def _sample_size(model: nn.Module) -> int:
+    """Side of the blank image for shape propagation, large enough that no feature map is 1 x 1.
+
+    On a 1 x 1 map a squeeze-excitation gate would have the shape of the signal it gates.
+    """
     card = getattr(model, "pathxai_card", None)
-    return int(getattr(card, "input_size", 0) or getattr(model, "min_input_size", 0) or 64)
+    return max(int(getattr(card, "input_size", 0) or 0), 160)
 
 
 @dataclass
@@ -368,7 +372,8 @@ def graph_canonize(model: nn.Module, sample_size: int = 64) -> fx.GraphModule:
     model : torch.nn.Module
         The caller's model (not modified).
     sample_size : int
-        Side of the blank image used to learn tensor shapes (which factor of a product is the gate).
+        Side of the blank image used to learn tensor shapes (which factor of a product is the gate); at
+        least 160 is used, so that no feature map is 1 x 1.
 
     Returns
     -------
@@ -393,7 +398,8 @@ def graph_canonize(model: nn.Module, sample_size: int = 64) -> fx.GraphModule:
         first = next(prepared.parameters(), None)
         dtype = first.dtype if first is not None else torch.float32
         with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros(1, 3, sample_size, sample_size, dtype=dtype))
+            side = max(sample_size, 160)
+            ShapeProp(gm).propagate(torch.zeros(1, 3, side, side, dtype=dtype))
     _raise_if(model, _apply(gm, rewrites))
     gm.graph.eliminate_dead_code()
     gm.recompile()

@@ -111,7 +111,13 @@ def _load_file(path: Path) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f" (it references {found.group(1)})" if found else ""
+        if found is None:
+            raise ModelError(
+                "cannot read weights: not a torch.save file of tensors",
+                path=path,
+                hint="use a .safetensors file or a torch.save(state_dict) .pt/.pth",
+            ) from exc
+        what = f" (it references {found.group(1)})"
         raise ModelError(
             f"the file holds pickled Python objects, not only tensors{what}; pathxai never unpickles them",
             path=path,
