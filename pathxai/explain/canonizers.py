@@ -165,10 +165,13 @@ def _name(target: Any) -> str:
     return getattr(target, "__name__", None) or str(target)
 
 
-def _looks_like_transformer(model: nn.Module) -> bool:
-    if any(isinstance(m, _TRANSFORMER_LEAVES) for m in model.modules()):
-        return True
-    return any(type(m).__name__ in ("Attention", "VisionTransformer") for m in model.modules())
+def _transformer_layers(model: nn.Module) -> list[str]:
+    """Names of the attention / layer-norm layers of ``model`` (empty for CNNs)."""
+    return [
+        f"{name or '<root>'} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if isinstance(m, _TRANSFORMER_LEAVES) or type(m).__name__ in ("Attention", "LayerNorm2d")
+    ]
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
@@ -437,9 +440,12 @@ def plan_lrp(model: nn.Module) -> LRPPlan:
         For transformers (AttnLRP is not supported yet) and for models with operations or layers that
         have no LRP rule.
     """
-    if _looks_like_transformer(model):
+    layers = _transformer_layers(model)
+    if layers:
+        listed = ", ".join(layers[:4]) + (" ..." if len(layers) > 4 else "")
         raise ExplainError(
-            f"LRP for transformers (ViT, attention, layer norm) is not supported yet: {type(model).__name__}",
+            f"LRP for attention and layer norm (ViT, ConvNeXt) is not supported yet; "
+            f"{type(model).__name__} has {listed}",
             hint="AttnLRP is planned; use method='gradient', 'smoothgrad' or 'integrated_gradients' for now",
         )
     if is_resnet(model):
