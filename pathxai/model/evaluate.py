@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,13 @@ from tqdm.auto import tqdm
 
 from pathxai.model.datasets import PatchDataset
 
-__all__ = ["binary_metrics", "evaluate_dataset", "metrics_from_predictions", "predict_proba"]
+__all__ = [
+    "binary_metrics",
+    "evaluate_dataset",
+    "metrics_from_predictions",
+    "predict_proba",
+    "summarize_folds",
+]
 
 
 @torch.no_grad()
@@ -166,3 +173,36 @@ def evaluate_dataset(
     return metrics_from_predictions(
         probs, dataset.patch_images, dataset.labels, dataset.image_ids, dataset.patients, threshold
     )
+
+
+def summarize_folds(evals: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample sd over folds of patch- and image-level AUC, accuracy and balanced accuracy."""
+    out: dict[str, Any] = {}
+    for level, get in (("patch", lambda e: e), ("image", lambda e: e["image_level"])):
+        for key in ("auc", "accuracy", "balanced_accuracy"):
+            vals = [get(e)[key] for e in evals if get(e)[key] is not None]
+            out[f"{level}_{key}"] = {
+                "mean": statistics.fmean(vals) if vals else None,
+                "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+                "folds": [get(e)[key] for e in evals],
+            }
+    return out
+
+
+def card_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The held-out numbers the model card keeps (patch and image level, per patient)."""
+    patch_keys = (
+        "n",
+        "auc",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "confusion_matrix",
+    )
+    image_keys = ("n", "auc", "accuracy", "balanced_accuracy", "confusion_matrix")
+    return {
+        "test": {k: evaluation[k] for k in patch_keys},
+        "test_image_level": {k: evaluation["image_level"][k] for k in image_keys},
+        "test_per_patient": evaluation["per_patient"],
+    }

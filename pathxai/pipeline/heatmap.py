@@ -1,19 +1,19 @@
 """Slide heatmaps: settings in, a typed result out, for one slide or a batch of slides.
 
 :func:`heatmap_slide` (:mod:`~pathxai.pipeline.heatmap_run`) processes one slide; :func:`heatmap_batch`
-many (locally or one Dask task per slide, see :mod:`pathxai.pipeline.dask_runner`), with resume,
+many (locally or one Dask task per slide, see :mod:`pathxai.heatmap.dask_runner`), with resume,
 per-slide summaries and a failure report.
 
 Per slide, under ``OUT``: ``<id>.h5`` (:class:`~pathxai.store.heatmap.HeatmapStore`), ``<id>.tif``
 (pyramidal RGB overlay at the overlay mpp, OpenSlide-readable), ``<id>.png`` (overview with colour
 bars), ``<id>.geojson`` (QuPath annotations of high-probability and high-relevance regions, level-0
 coordinates) and ``<id>.json`` (summary). The rooms: settings and store attributes in
-:mod:`~pathxai.pipeline.heatmap_settings`, jobs in :mod:`~pathxai.pipeline.heatmap_jobs`, one slide in
+:mod:`~pathxai.heatmap.settings`, jobs in :mod:`~pathxai.heatmap.jobs`, one slide in
 :mod:`~pathxai.pipeline.heatmap_run`, reusing or resuming a store in :mod:`pathxai.store.resume`, the
-tiles explained by worker processes (:mod:`~pathxai.pipeline.explain_pool`) in
-:mod:`~pathxai.pipeline.heatmap_compute`, the canvas in :mod:`~pathxai.pipeline.heatmap_canvas`, the
-exports in :mod:`~pathxai.pipeline.heatmap_exports`, the summary in
-:mod:`~pathxai.pipeline.heatmap_summary`.
+tiles explained by worker processes (:mod:`~pathxai.heatmap.pool`) in
+:mod:`~pathxai.heatmap.compute`, the canvas in :mod:`~pathxai.heatmap.canvas`, the
+exports in :mod:`~pathxai.heatmap.exports`, the summary in
+:mod:`~pathxai.heatmap.summary`.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pathxai.atomic import write_text_atomic
-from pathxai.pipeline.explain_pool import ExplainPool
-from pathxai.pipeline.heatmap_compute import TileProgress
-from pathxai.pipeline.heatmap_jobs import SlideJob, resolve_jobs
+from pathxai.heatmap.compute import TileProgress
+from pathxai.heatmap.jobs import SlideJob, resolve_jobs
+from pathxai.heatmap.pool import ExplainPool
+from pathxai.heatmap.settings import EXPORTS, HeatmapSettings, default_workers, explain_spec
+from pathxai.heatmap.summary import dumps
 from pathxai.pipeline.heatmap_run import SlideResult, heatmap_slide, run_job
-from pathxai.pipeline.heatmap_settings import EXPORTS, HeatmapSettings, default_workers, explain_spec
-from pathxai.pipeline.heatmap_summary import dumps
 from pathxai.store.lock import OutputLock
 
 __all__ = [
@@ -80,7 +80,7 @@ def _run_on_dask(
     done: Callable[[SlideResult], None],
 ) -> None:
     """One Dask task per slide; the workers run :func:`run_job` (the runner knows nothing of heatmaps)."""
-    from pathxai.pipeline.dask_runner import run_on_dask
+    from pathxai.heatmap.dask_runner import run_on_dask
 
     if address == "local" and settings.workers is None:  # share this machine's cores among the tasks
         settings = dataclasses.replace(settings, workers=max(1, default_workers() // max(1, dask_workers)))

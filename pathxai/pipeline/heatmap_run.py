@@ -19,13 +19,13 @@ import numpy as np
 
 from pathxai import __version__
 from pathxai.errors import PathXAIError
-from pathxai.pipeline.explain_pool import ExplainPool, prepared
-from pathxai.pipeline.heatmap_canvas import finalize_canvas
-from pathxai.pipeline.heatmap_compute import TileProgress, compute_tiles
-from pathxai.pipeline.heatmap_exports import write_exports
-from pathxai.pipeline.heatmap_jobs import SlideJob
-from pathxai.pipeline.heatmap_settings import HeatmapSettings, TileGeometry, expected_attrs, explain_spec
-from pathxai.pipeline.heatmap_summary import read_summary, write_summary
+from pathxai.heatmap.canvas import finalize_canvas
+from pathxai.heatmap.compute import TileProgress, compute_tiles
+from pathxai.heatmap.exports import write_exports
+from pathxai.heatmap.jobs import SlideJob
+from pathxai.heatmap.pool import ExplainPool, prepared
+from pathxai.heatmap.settings import HeatmapSettings, TileGeometry, expected_attrs, explain_spec
+from pathxai.heatmap.summary import read_summary, write_summary
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, open_slide
 from pathxai.store.heatmap import HeatmapStore, final_path

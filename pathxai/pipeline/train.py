@@ -13,7 +13,6 @@ Three ways to choose the training data, all grouped by patient:
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathxai.manifest import Manifest, ManifestRecord, read_manifest
 from pathxai.model.augment import Augmenter
 from pathxai.model.card import ModelCard
 from pathxai.model.datasets import PatchDataset, channel_stats, load_images, patches_from_manifest
-from pathxai.model.evaluate import evaluate_dataset
+from pathxai.model.evaluate import card_metrics, evaluate_dataset, summarize_folds
 from pathxai.model.io import load_model_with_card, save_model
 from pathxai.model.splits import assert_disjoint, grouped_folds
 from pathxai.model.train import TrainConfig, TrainResult, train_model
@@ -39,7 +38,6 @@ __all__ = [
     "DEFAULT_LICENCE",
     "PatchSettings",
     "TrainJobResult",
-    "summarize_folds",
     "train_from_manifest",
 ]
 
@@ -112,25 +110,6 @@ def _dataset(
         images=run.images_for(records),
         **extra,
     )
-
-
-def _card_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The held-out numbers the model card keeps (patch and image level, per patient)."""
-    patch_keys = (
-        "n",
-        "auc",
-        "accuracy",
-        "balanced_accuracy",
-        "sensitivity",
-        "specificity",
-        "confusion_matrix",
-    )
-    image_keys = ("n", "auc", "accuracy", "balanced_accuracy", "confusion_matrix")
-    return {
-        "test": {k: evaluation[k] for k in patch_keys},
-        "test_image_level": {k: evaluation["image_level"][k] for k in image_keys},
-        "test_per_patient": evaluation["per_patient"],
-    }
 
 
 def _card(
@@ -210,7 +189,7 @@ def _train_one(
     if test:
         test_ds = _dataset(run, test, mean, std, training=False)
         evaluation = evaluate_dataset(result.model, test_ds, tumour_index=1, progress=run.progress)
-    metrics = _card_metrics(evaluation) if test else {}
+    metrics = card_metrics(evaluation) if test else {}
     card = _card(run, result, (train, test, train_ds), (mean, std), split_info, metrics)
     save_model(result.model, card, out)
     if test:
@@ -237,20 +216,6 @@ def _grouped_folds(
             path=m.path,
             hint="use fewer folds, or a manifest with more patients and images of each class",
         ) from exc
-
-
-def summarize_folds(evals: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample sd over folds of patch- and image-level AUC, accuracy and balanced accuracy."""
-    out: dict[str, Any] = {}
-    for level, get in (("patch", lambda e: e), ("image", lambda e: e["image_level"])):
-        for key in ("auc", "accuracy", "balanced_accuracy"):
-            vals = [get(e)[key] for e in evals if get(e)[key] is not None]
-            out[f"{level}_{key}"] = {
-                "mean": statistics.fmean(vals) if vals else None,
-                "sd": statistics.stdev(vals) if len(vals) > 1 else None,
-                "folds": [get(e)[key] for e in evals],
-            }
-    return out
 
 
 @dataclass(frozen=True)

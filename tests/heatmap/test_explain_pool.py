@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathxai.pipeline.explain_pool import ExplainPool, ExplainSpec, iter_explained
+from pathxai.heatmap.pool import ExplainPool, ExplainSpec, iter_explained
 from pathxai.slide import open_slide
 from pathxai.tiling import SlideSource, tile_slide
 
@@ -61,7 +61,7 @@ def test_pool_reports_a_dead_worker(tiny_model: Path) -> None:
 
 
 def test_torch_sum_pool_matches_the_numpy_reference() -> None:
-    from pathxai.pipeline.explain_pool import _sum_pool
+    from pathxai.heatmap.pool import _sum_pool
     from pathxai.stitch import pool_tiles
 
     maps = np.random.default_rng(0).normal(size=(5, 112, 112)).astype(np.float32)
@@ -72,7 +72,7 @@ def test_torch_sum_pool_matches_the_numpy_reference() -> None:
 
 
 def test_stream_order_interleaves_contiguous_parts_and_keeps_every_batch() -> None:
-    from pathxai.pipeline.explain_pool import stream_order
+    from pathxai.heatmap.pool import stream_order
 
     starts = list(range(0, 16 * 11, 16))
     order = stream_order(starts, 2)
@@ -84,7 +84,7 @@ def test_stream_order_interleaves_contiguous_parts_and_keeps_every_batch() -> No
 
 
 def test_coalesce_merges_neighbouring_batches_only() -> None:
-    from pathxai.pipeline.explain_pool import ExplainedBatch, coalesce
+    from pathxai.heatmap.pool import ExplainedBatch, coalesce
 
     def batch(start: int, n: int) -> ExplainedBatch:
         ok = np.ones(n, bool)

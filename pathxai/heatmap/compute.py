@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pathxai.geometry import Grid
-from pathxai.pipeline.explain_pool import (
+from pathxai.heatmap.pool import (
     ExplainedBatch,
     ExplainPool,
     ExplainSpec,

@@ -47,7 +47,7 @@ class ExplainSpec:
     ----------
     model, method, channels_last
         The model reference, the attribution method and whether the model runs channels-last, as
-        in the run's settings (:class:`pathxai.pipeline.heatmap_settings.HeatmapSettings`).
+        in the run's settings (:class:`pathxai.heatmap.settings.HeatmapSettings`).
     canvas_downsample
         Tile pixels per overlay pixel (relevance is sum-pooled by it).
     threads

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from pathxai import __version__
-from pathxai.pipeline.explain_pool import ExplainSpec
-from pathxai.pipeline.heatmap_jobs import SlideJob
+from pathxai.heatmap.jobs import SlideJob
+from pathxai.heatmap.pool import ExplainSpec
 from pathxai.slide import BaseSlide, TissueSettings
 from pathxai.slide.fingerprint import slide_fingerprint
 from pathxai.stitch import WINDOWS

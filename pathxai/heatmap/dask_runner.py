@@ -62,7 +62,7 @@ def run_on_dask(
     if not jobs:
         return
     cluster = None
-    # Non-daemonic workers may start the explain worker processes of pathxai.pipeline.explain_pool.
+    # Non-daemonic workers may start the explain worker processes of pathxai.heatmap.pool.
     with dask.config.set({"distributed.worker.daemon": False}):
         if address == "local":
             cluster = LocalCluster(
