@@ -21,7 +21,8 @@ from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from pathxai.errors import ExplainError
 
-_NEUTRAL = (
+#: Modules that pass relevance through unchanged (no rule needed).
+NEUTRAL_MODULES = (
     nn.Identity,
     nn.Flatten,
     nn.Unflatten,
@@ -57,7 +58,7 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
 
 
 def _supported(module: nn.Module) -> bool:
-    return isinstance(module, (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, *_NEUTRAL))
+    return isinstance(module, (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, *NEUTRAL_MODULES))
 
 
 def check_supported(model: nn.Module) -> None:

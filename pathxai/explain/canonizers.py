@@ -44,7 +44,7 @@ from zennit.layer import Sum
 from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from pathxai.errors import ExplainError
-from pathxai.explain.canonize import is_resnet
+from pathxai.explain.canonize import NEUTRAL_MODULES, is_resnet
 from pathxai.explain.rules import RuleHook
 
 __all__ = ["Gate", "GateRule", "LRPPlan", "graph_canonize", "graph_layer_map", "plan_lrp"]
@@ -136,16 +136,6 @@ _NEUTRAL_METHODS = {
 #: Modules that compute the identity in eval mode (stochastic depth of torchvision and timm).
 _EVAL_IDENTITY_MODULES = ("StochasticDepth", "DropPath")
 _TRANSFORMER_LEAVES = (nn.MultiheadAttention, nn.LayerNorm)
-_NEUTRAL_MODULES = (
-    nn.Identity,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-)
 
 
 class _Tracer(fx.Tracer):
@@ -158,7 +148,7 @@ class _Tracer(fx.Tracer):
 def _has_rule(module: nn.Module) -> bool:
     if isinstance(module, nn.MultiheadAttention):
         return False
-    return isinstance(module, (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, Gate, *_NEUTRAL_MODULES))
+    return isinstance(module, (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, Gate, *NEUTRAL_MODULES))
 
 
 def _name(target: Any) -> str:
