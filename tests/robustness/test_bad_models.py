@@ -90,6 +90,13 @@ def _set_card_sha(model_dir: Path) -> None:
     (model_dir / CARD_FILENAME).write_text(json.dumps(card))
 
 
+def _edit_card(model_dir: Path, **changes: object) -> None:
+    """Hand-edit the model card: set ``changes`` and write it back."""
+    card = json.loads((model_dir / CARD_FILENAME).read_text())
+    card.update(changes)
+    (model_dir / CARD_FILENAME).write_text(json.dumps(card))
+
+
 def _expect_refused(model: Path | str, cohort: tuple[Path, Path], tmp_path: Path, *mention: str) -> str:
     out_dir = tmp_path / "eval_out"
     line = assert_clean_failure(_evaluate(model, cohort, out_dir), *mention)
@@ -139,18 +146,14 @@ def test_weights_from_another_architecture(
 def test_card_does_not_match_weights_shape(
     good_model: Path, cohort: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card["arch_kwargs"] = {"widths": [4, 8, 8, 8, 16]}
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, arch_kwargs={"widths": [4, 8, 8, 8, 16]})
     _expect_refused(good_model, cohort, tmp_path, "has shape", "expects")
 
 
 def test_card_with_three_classes_for_two_class_weights(
     good_model: Path, cohort: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card["classes"] = ["a", "b", "c"]
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, classes=["a", "b", "c"])
     _expect_refused(good_model, cohort, tmp_path, "shape")
 
 
@@ -187,9 +190,7 @@ def test_broken_card(
 
 
 def test_card_with_absurd_values(good_model: Path, cohort: tuple[Path, Path], tmp_path: Path) -> None:
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card.update(mpp=-3, std=[0, 1, 1], tumour_index=7)
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, mpp=-3, std=[0, 1, 1], tumour_index=7)
     line = _expect_refused(good_model, cohort, tmp_path, "invalid model card")
     assert "mpp" in line and "std" in line and "tumour_index" in line
 
@@ -207,9 +208,7 @@ def test_hand_edited_card_with_accepted_looking_but_absurd_values(
     good_model: Path, cohort: tuple[Path, Path], tmp_path: Path, over: dict, mention: str
 ) -> None:
     """Issue 21: such cards crashed evaluate/prune with torch errors or ran with absurd inputs."""
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card.update(over)
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, **over)
     line = _expect_refused(good_model, cohort, tmp_path, "invalid model card", mention)
     assert line.count("fix or regenerate the card") == 1  # the hint once, not twice
 
@@ -218,9 +217,7 @@ def test_card_input_size_the_network_cannot_run_on(
     good_model: Path, cohort: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """input_size 8 passes the card check, but five 2x poolings cannot run on it: one line at load."""
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card["input_size"] = 8
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, input_size=8)
     _expect_refused(good_model, cohort, tmp_path, "cannot run on the card's 8 x 8 px input", "input_size")
 
 
@@ -228,9 +225,7 @@ def test_card_mpp_that_leaves_images_smaller_than_a_tile(
     good_model: Path, cohort: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """mpp 19 (plausible for a slide, absurd here): the 64 px images at 1.24 um/px shrink to 4 px."""
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card["mpp"] = 19
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, mpp=19)
     _expect_refused(good_model, cohort, tmp_path, "smaller than half the model's 32 px input", "mpp")
 
 
@@ -241,9 +236,7 @@ def test_missing_card_and_missing_model(good_model: Path, cohort: tuple[Path, Pa
 
 
 def test_unknown_architecture_in_card(good_model: Path, cohort: tuple[Path, Path], tmp_path: Path) -> None:
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card["arch"] = "os.system"
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, arch="os.system")
     _expect_refused(good_model, cohort, tmp_path, "unknown architecture")
 
 
@@ -276,9 +269,7 @@ def test_legacy_pickle_pt_file_passed_directly(
     marker = tmp_path / "pwned"
     evil = good_model / "evil.pt"
     torch.save(Payload(marker), evil, _use_new_zipfile_serialization=False)
-    card = json.loads((good_model / CARD_FILENAME).read_text())
-    card["weights_sha256"] = sha256_bytes(evil.read_bytes())
-    (good_model / CARD_FILENAME).write_text(json.dumps(card))
+    _edit_card(good_model, weights_sha256=sha256_bytes(evil.read_bytes()))
     _expect_refused(evil, cohort, tmp_path, "pickle")
     assert not marker.exists()
 
