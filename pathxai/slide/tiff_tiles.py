@@ -8,7 +8,7 @@ The reason is speed: on this project's reference CPU, OpenSlide paints even a ca
 ``benchmarks/heatmap.md``).
 
 The decoded pixels are the ones OpenSlide returns: both use libjpeg-turbo (and OpenJPEG for
-Aperio's RGB JPEG 2000), and ``tests/foundation/test_tiff_tiles.py`` compares them byte for
+Aperio's RGB JPEG 2000), and ``tests/slide/test_tiff_tiles.py`` compares them byte for
 byte on the real slides in ``../shared/data/wsi_samples``. Anything outside the short list of
 layouts checked there (other vendors, other compressions, YCbCr JPEG 2000, planar or
 non-8-bit pages, levels that do not map to a page) stays with OpenSlide.

@@ -12,7 +12,7 @@ from pathxai.cli import main
 from pathxai.errors import ManifestError
 from pathxai.manifest import read_manifest, resolve, validate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sha(data: bytes) -> str:
