@@ -126,7 +126,7 @@ class ManifestRecord:
     url: str | None
     sha256: str | None
     label: str | None
-    tumor: int | None
+    tumour: int | None
     patient: str | None
     site: str | None
     scanner: str | None
@@ -278,7 +278,7 @@ def _records(
             if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
                 problems.append(Problem(line, hmap["sha256"], f"sha256 {sha!r} is not 64 hex digits"))
         label = get("label")
-        tumor = _tumour(line, hmap, label, get("tumor"), problems)
+        tumour = _tumour(line, hmap, label, get("tumor"), problems)
         mpp = _mpp(line, hmap, get("mpp"), problems)
         records.append(
             ManifestRecord(
@@ -288,7 +288,7 @@ def _records(
                 url=url,
                 sha256=sha,
                 label=label,
-                tumor=tumor,
+                tumour=tumour,
                 patient=get("patient"),
                 site=get("site"),
                 scanner=get("scanner"),
@@ -304,15 +304,15 @@ def _tumour(
     line: int, hmap: dict[str, str], label: str | None, raw: str | None, problems: list[Problem]
 ) -> int | None:
     """The row's 0/1 tumour flag from its ``tumor`` column, else from its ``label``; problems appended."""
-    tumor: int | None = None
+    tumour: int | None = None
     if raw is not None:
         if raw not in ("0", "1"):
             problems.append(Problem(line, hmap["tumor"], f"tumor must be 0 or 1, got {raw!r}"))
         else:
-            tumor = int(raw)
+            tumour = int(raw)
     elif label is not None:
-        tumor = TUMOUR_LABELS.get(label.lower())
-        if tumor is None and "tumor" not in hmap:
+        tumour = TUMOUR_LABELS.get(label.lower())
+        if tumour is None and "tumor" not in hmap:
             problems.append(
                 Problem(
                     line,
@@ -320,9 +320,9 @@ def _tumour(
                     f"label {label!r} does not map to tumour/non-tumour; add a 'tumor' column (0/1)",
                 )
             )
-    if label is None and tumor is None and ("label" in hmap or "tumor" in hmap):
+    if label is None and tumour is None and ("label" in hmap or "tumor" in hmap):
         problems.append(Problem(line, hmap.get("tumor", hmap.get("label")), "missing label"))
-    return tumor
+    return tumour
 
 
 def _mpp(line: int, hmap: dict[str, str], raw: str | None, problems: list[Problem]) -> float | None:

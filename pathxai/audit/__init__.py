@@ -17,7 +17,7 @@ runs its registered checks:
   self-contained HTML, GeoJSON.
 """
 
-from pathxai.audit.cohort import AuditItem, Heat, Patch
+from pathxai.audit.cohort import AuditItem, Heat, TileHeat
 from pathxai.audit.findings import SCHEMA, AuditReport, BiasFinding, Region, SeverityRule, Thresholds
 
 __all__ = [
@@ -26,8 +26,8 @@ __all__ = [
     "AuditReport",
     "BiasFinding",
     "Heat",
-    "Patch",
     "Region",
     "SeverityRule",
     "Thresholds",
+    "TileHeat",
 ]

@@ -267,7 +267,7 @@ def check_prevalence(ctx: CheckContext) -> list[BiasFinding]:
 def check_label_association(ctx: CheckContext) -> list[BiasFinding]:
     """Per kind (``artifact.label_association:<kind>``): prevalence difference tumour vs non-tumour."""
     items, st = ctx.items, stats_of(ctx)
-    labels = np.asarray([-1 if it.tumor is None else it.tumor for it in items])
+    labels = np.asarray([-1 if it.tumour is None else it.tumour for it in items])
     pos, neg = labels == 1, labels == 0
     if not pos.any() or not neg.any():
         return []

@@ -15,11 +15,11 @@ import numpy as np
 
 from pathxai.audit.findings import Region
 
-__all__ = ["AuditItem", "Heat", "Patch", "group_values", "whole_region"]
+__all__ = ["AuditItem", "Heat", "TileHeat", "group_values", "whole_region"]
 
 
 @dataclass(frozen=True)
-class Patch:
+class TileHeat:
     """One model input (tile) of an item, in analysis pixels, with its prediction.
 
     Attributes
@@ -27,9 +27,9 @@ class Patch:
     y, x, size
         Top-left corner and side in analysis pixels.
     probability
-        Tumour probability of the patch.
+        Tumour probability of the tile.
     relevance
-        Downsized relevance map of the patch (``(s, s)`` float32), for strategy clustering.
+        Downsized relevance map of the tile (``(s, s)`` float32), for strategy clustering.
     """
 
     y: int
@@ -48,16 +48,16 @@ class Heat:
     relevance
         ``(H, W)`` float32 relevance for the tumour class, aligned with the item's image.
     probability
-        Item-level tumour probability (mean over tissue patches).
-    patches
-        The patches the model saw.
+        Item-level tumour probability (mean over tissue tiles).
+    tiles
+        The tiles the model saw.
     method
         Attribution method name.
     """
 
     relevance: np.ndarray
     probability: float
-    patches: tuple[Patch, ...] = ()
+    tiles: tuple[TileHeat, ...] = ()
     method: str = "lrp"
 
 
@@ -75,7 +75,7 @@ class AuditItem:
         Resolution of ``image`` in µm/px.
     l0_per_px
         Level-0 pixels per ``image`` pixel (to report regions in level-0 coordinates).
-    tumor
+    tumour
         1 tumour / 0 non-tumour / ``None`` unlabelled.
     meta
         Metadata columns (``patient``, ``site``, ``scanner``, ``split``, ``grade`` ... as strings).
@@ -89,7 +89,7 @@ class AuditItem:
     image: np.ndarray
     mpp: float
     l0_per_px: float
-    tumor: int | None
+    tumour: int | None
     meta: Mapping[str, str] = field(default_factory=dict)
     mask: np.ndarray | None = None
     heat: Heat | None = None

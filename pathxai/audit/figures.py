@@ -159,7 +159,7 @@ def _stain_figure(items: Sequence[AuditItem], st: StainStats) -> Figure:
         strict=True,
     ):
         for lab, marker in ((1, "^"), (0, "o"), (None, "s")):
-            sel = [i for i, it in enumerate(items) if it.tumor == lab]
+            sel = [i for i, it in enumerate(items) if it.tumour == lab]
             if not sel:
                 continue
             if xi >= 0:
@@ -293,7 +293,7 @@ def _spray_figure(items: Sequence[AuditItem], res: SprayResult, per_cluster: int
         for j, m in enumerate(sel):
             i, pj = res.members[int(m)]
             it = items[i]
-            p = it.heat.patches[pj]  # type: ignore[union-attr]
+            p = it.heat.tiles[pj]  # type: ignore[union-attr]
             crop = it.image[p.y : p.y + p.size, p.x : p.x + p.size]
             rel = it.heat.relevance[p.y : p.y + p.size, p.x : p.x + p.size]  # type: ignore[union-attr]
             a1 = fig.add_subplot(gs[c + 1, 2 * j])
@@ -304,7 +304,7 @@ def _spray_figure(items: Sequence[AuditItem], res: SprayResult, per_cluster: int
             a2.set_axis_off()
             if j == 0:
                 a1.set_title(
-                    f"cluster {c}: {size} patches; top patient {comp['patient'][0]} "
+                    f"cluster {c}: {size} tiles; top patient {comp['patient'][0]} "
                     f"({comp['patient'][1] / size:.0%}); artifact {comp['artifact'][0]} ({comp['artifact'][1] / size:.0%})",
                     fontsize=8,
                     loc="left",
@@ -321,7 +321,7 @@ def _examples_figure(items: Sequence[AuditItem], ids: Sequence[str], title: str)
     for j, i in enumerate(ids):
         it = by_id[i]
         axes[0, j].imshow(it.image)
-        lab = "-" if it.tumor is None else ("tumour" if it.tumor else "non-tumour")
+        lab = "-" if it.tumour is None else ("tumour" if it.tumour else "non-tumour")
         axes[0, j].set_title(f"{i}\nlabel {lab}, p(tumour) {it.heat.probability:.2f}", fontsize=7)  # type: ignore[union-attr]
         axes[1, j].imshow(heat_overlay(it.image, it.heat.relevance))  # type: ignore[union-attr]
         for a in axes[:, j]:
@@ -349,7 +349,7 @@ def _counts_figure(items: Sequence[AuditItem]) -> Figure:
                         for it in items
                         if (it.meta.get("patient") or it.id) == p
                         and (it.meta.get("split") or "-") == sp
-                        and ("-" if it.tumor is None else "tumour" if it.tumor else "non-tumour") == lab
+                        and ("-" if it.tumour is None else "tumour" if it.tumour else "non-tumour") == lab
                     )
                     for p in pats
                 ],
@@ -427,9 +427,9 @@ def make_figures(
         key=lambda it: -abs((it.heat.probability if it.heat else 0) - 0.5),
     )
     if rel_items:
-        tum = [it.id for it in rel_items if it.tumor == 1][:3] + [it.id for it in rel_items if it.tumor == 0][
-            :3
-        ]
+        tum = [it.id for it in rel_items if it.tumour == 1][:3] + [
+            it.id for it in rel_items if it.tumour == 0
+        ][:3]
         save(
             "typical_heatmaps",
             _examples_figure(

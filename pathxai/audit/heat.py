@@ -18,7 +18,7 @@ import numpy as np
 from skimage.measure import block_reduce
 
 from pathxai.atomic import atomic_path
-from pathxai.audit.cohort import Heat, Patch
+from pathxai.audit.cohort import Heat, TileHeat
 from pathxai.errors import AuditError
 from pathxai.geometry import Grid, build_grid
 from pathxai.model.card import ModelCard
@@ -105,7 +105,7 @@ def heat_of_image(img: np.ndarray, explainer: Any, card: ModelCard, batch_size: 
     h, w = img.shape[:2]
     k = max(1, size // SPRAY_SIDE)
     stitcher: Stitcher | None = None
-    patches: list[Patch] = []
+    tiles: list[TileHeat] = []
     tissue: list[float] = []
     for grid, b, pix in image_tiles(img, size, batch_size):
         stitcher = stitcher or Stitcher(grid.m_width, grid.m_height, size)
@@ -114,13 +114,13 @@ def heat_of_image(img: np.ndarray, explainer: Any, card: ModelCard, batch_size: 
         for s, r, p, px in zip(specs, ex.relevance, ex.probabilities[:, card.tumour_index], pix, strict=True):
             stitcher.add(s.m_x, s.m_y, r)
             small = block_reduce(r[: k * SPRAY_SIDE, : k * SPRAY_SIDE], (k, k), np.sum).astype(np.float32)
-            patches.append(Patch(s.m_y, s.m_x, size, float(p), small))
+            tiles.append(TileHeat(s.m_y, s.m_x, size, float(p), small))
             tissue.append(tissue_fraction(px))
     assert stitcher is not None  # a padded image has at least one tile
     canvas, _ = stitcher.result()
     relevance = np.nan_to_num(canvas[:h, :w]).astype(np.float32)
-    prob = _item_probability(np.asarray([p.probability for p in patches]), np.asarray(tissue))
-    return Heat(relevance, prob, tuple(patches), method=str(getattr(explainer, "method", "lrp")))
+    prob = _item_probability(np.asarray([p.probability for p in tiles]), np.asarray(tissue))
+    return Heat(relevance, prob, tuple(tiles), method=str(getattr(explainer, "method", "lrp")))
 
 
 def image_predictor(net: Any, card: ModelCard) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
@@ -152,10 +152,10 @@ def heat_to_npz(path: Path, heat: Heat, key: str) -> None:
             key=np.asarray(key),
             relevance=heat.relevance,
             probability=np.asarray(heat.probability),
-            yx=np.asarray([(p.y, p.x) for p in heat.patches], np.int64).reshape(-1, 2),
-            size=np.asarray(heat.patches[0].size if heat.patches else 0),
-            probs=np.asarray([p.probability for p in heat.patches], np.float32),
-            small=np.stack([p.relevance for p in heat.patches]) if heat.patches else np.zeros((0, 1, 1)),
+            yx=np.asarray([(p.y, p.x) for p in heat.tiles], np.int64).reshape(-1, 2),
+            size=np.asarray(heat.tiles[0].size if heat.tiles else 0),
+            probs=np.asarray([p.probability for p in heat.tiles], np.float32),
+            small=np.stack([p.relevance for p in heat.tiles]) if heat.tiles else np.zeros((0, 1, 1)),
             method=np.asarray(heat.method),
         )
 
@@ -167,11 +167,11 @@ def heat_from_npz(path: Path, key: str) -> Heat | None:
             if str(z["key"]) != key:
                 return None
             size = int(z["size"])
-            patches = tuple(
-                Patch(int(y), int(x), size, float(p), s)
+            tiles = tuple(
+                TileHeat(int(y), int(x), size, float(p), s)
                 for (y, x), p, s in zip(z["yx"], z["probs"], z["small"], strict=True)
             )
-            return Heat(np.asarray(z["relevance"]), float(z["probability"]), patches, str(z["method"]))
+            return Heat(np.asarray(z["relevance"]), float(z["probability"]), tiles, str(z["method"]))
     except (OSError, KeyError, ValueError):
         return None
 
@@ -239,8 +239,8 @@ def heat_from_store(
     rel = canvas[np.ix_(ys, xs)] * (down / c_l0) ** 2
     ok = np.isfinite(probs)
     size_px = max(1, round(size_l0 / down))
-    patches = tuple(
-        Patch(int(c[1] / down), int(c[0] / down), size_px, float(p), np.asarray(s, np.float32))
+    tiles = tuple(
+        TileHeat(int(c[1] / down), int(c[0] / down), size_px, float(p), np.asarray(s, np.float32))
         for c, p, s, good in zip(coords, probs, small, ok, strict=True)
         if good
     )
@@ -248,4 +248,4 @@ def heat_from_store(
     prob = (
         float(np.nanmean(probs[use])) if use.any() else float(np.nanmean(probs)) if ok.any() else float("nan")
     )
-    return Heat(rel.astype(np.float32), prob, patches, method)
+    return Heat(rel.astype(np.float32), prob, tiles, method)

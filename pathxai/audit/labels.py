@@ -38,7 +38,7 @@ def relevance_table(items: Sequence[AuditItem]) -> list[dict[str, object]]:
         bg = background_mask(it.image)
         row: dict[str, object] = {
             "id": it.id,
-            "tumor": it.tumor,
+            "tumor": it.tumour,
             "probability": float(it.heat.probability),
             "background_area": float(bg.mean()),
             "background_relevance": _pos_share(it.heat.relevance, bg),

@@ -116,7 +116,7 @@ def _image_item(
             heat = heat_of_image(img, explainer, card)
             if cfile is not None:
                 heat_to_npz(cfile, heat, key)
-    return AuditItem(rec.id, img, mpp, mpp / rec.mpp, rec.tumor, _meta(rec), mask, heat)
+    return AuditItem(rec.id, img, mpp, mpp / rec.mpp, rec.tumour, _meta(rec), mask, heat)
 
 
 def _slide_item(
@@ -131,7 +131,7 @@ def _slide_item(
     heat = None
     if heatmaps is not None:
         heat = heat_from_store(heatmaps, rec.id, thumb.shape[:2], down, slide_mpp, card)
-    return AuditItem(rec.id, thumb, slide_mpp * down, down, rec.tumor, _meta(rec), None, heat)
+    return AuditItem(rec.id, thumb, slide_mpp * down, down, rec.tumour, _meta(rec), None, heat)
 
 
 def build_items(

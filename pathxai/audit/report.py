@@ -34,7 +34,7 @@ _FIGURE_TITLES = {
     "stain_scatter": "Stain by group",
     "artifacts": "Artifacts and the relevance they attract",
     "group_performance": "Per-group performance",
-    "spray_montage": "SpRAy: clusters of explanation strategies (patch | tumour relevance)",
+    "spray_montage": "SpRAy: clusters of explanation strategies (tile | tumour relevance)",
     "label_candidates": "Candidate label errors",
     "artifact_examples": "Worst artifact examples",
     "typical_heatmaps": "Typical heatmaps",
@@ -46,7 +46,7 @@ _FIGURE_CAPTIONS = {
     "artifacts": "Left: how many items show each artifact. Right: share of the positive (tumour) relevance "
     "on artifact pixels divided by their share of the area, on items that have the artifact: 1 means no "
     "preference, above 2 the model attends to the artifact.",
-    "spray_montage": "Patches closest to each cluster centre; red = evidence for tumour, blue = against. "
+    "spray_montage": "Tiles closest to each cluster centre; red = evidence for tumour, blue = against. "
     "A cluster made of one patient, site or artifact is a strategy that is not tumour morphology.",
     "group_performance": "Computed on items of patients the model was not trained on.",
 }

@@ -31,7 +31,7 @@ GROUP_COLUMNS = ("site", "scanner", "patient", "split", "grade")
 
 
 def _label(it: AuditItem) -> str:
-    return "unlabelled" if it.tumor is None else ("tumour" if it.tumor == 1 else "non-tumour")
+    return "unlabelled" if it.tumour is None else ("tumour" if it.tumour == 1 else "non-tumour")
 
 
 def counts_table(items: Sequence[AuditItem]) -> list[dict[str, object]]:
@@ -69,14 +69,14 @@ def group_performance(
     """Per value of ``column``: n, AUC (with CI) or accuracy (with Wilson CI) of the item probabilities."""
     groups: dict[str, list[AuditItem]] = defaultdict(list)
     for it in items:
-        if it.heat is None or it.tumor is None:
+        if it.heat is None or it.tumour is None:
             continue
         groups[
             (it.meta.get(column) or "-") if column != "patient" else (it.meta.get("patient") or it.id)
         ].append(it)
     rows = []
     for g, its in sorted(groups.items()):
-        y = np.asarray([it.tumor for it in its])
+        y = np.asarray([it.tumour for it in its])
         p = np.asarray([it.heat.probability for it in its])  # type: ignore[union-attr]
         acc_k = int(((p >= 0.5).astype(int) == y).sum())
         lo, hi = _wilson(acc_k, len(y))
@@ -314,10 +314,12 @@ def check_group_performance(ctx: CheckContext) -> list[BiasFinding]:
     """Largest drop of a group's AUC/accuracy below the overall value (items not used for training)."""
     seen_ids = set(ctx.seen_in_training)
     items = ctx.items
-    evaluable = [it for it in items if it.heat is not None and it.tumor is not None and it.id not in seen_ids]
+    evaluable = [
+        it for it in items if it.heat is not None and it.tumour is not None and it.id not in seen_ids
+    ]
     if len(evaluable) < 4:
         return []
-    y = np.asarray([it.tumor for it in evaluable])
+    y = np.asarray([it.tumour for it in evaluable])
     p = np.asarray([it.heat.probability for it in evaluable])  # type: ignore[union-attr]
     overall_acc = float(((p >= 0.5).astype(int) == y).mean())
     overall_auc = auc(y, p)

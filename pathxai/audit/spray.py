@@ -1,10 +1,10 @@
 """SpRAy-style strategy discovery (Lapuschkin et al. 2019): cluster downsized heatmaps, read the clusters.
 
-Patch heatmaps for the tumour class are downsized, L1-normalised and flattened; a symmetric k-nearest-
+Tile heatmaps for the tumour class are downsized, L1-normalised and flattened; a symmetric k-nearest-
 neighbour graph gives a normalised graph Laplacian whose smallest eigenvalues are computed; the
 number of clusters is the largest **eigengap**; clusters come from k-means on the row-normalised
 eigenvectors (spectral clustering). Each cluster is then described by who is in it: a cluster
-dominated by one site, scanner or patient (while that value is a minority overall), or by patches
+dominated by one site, scanner or patient (while that value is a minority overall), or by tiles
 showing an artifact, is a strategy tied to something other than tumour morphology.
 """
 
@@ -32,12 +32,12 @@ __all__ = ["SprayResult", "check", "cluster_heatmaps", "compute", "result_of"]
 
 @dataclass(frozen=True)
 class SprayResult:
-    """Clusters of patch heatmaps.
+    """Clusters of tile heatmaps.
 
     Attributes
     ----------
     members
-        ``(item index, patch index)`` per clustered patch.
+        ``(item index, tile index)`` per clustered tile.
     labels
         Cluster of each member.
     eigenvalues
@@ -49,7 +49,7 @@ class SprayResult:
     attributes
         Per member: ``patient``, ``site``, ``scanner``, ``label``, ``artifact`` (dominant artifact kind or "none").
     artifact_base
-        Share of *all* explained patches (not only the clustered ones) showing each artifact kind.
+        Share of *all* explained tiles (not only the clustered ones) showing each artifact kind.
     """
 
     members: tuple[tuple[int, int], ...]
@@ -117,9 +117,7 @@ def cluster_heatmaps(
     return km.labels_.astype(int), vals, k, dist
 
 
-def _patch_artifact(
-    masks: Mapping[str, np.ndarray] | None, y: int, x: int, size: int, min_frac: float
-) -> str:
+def _tile_artifact(masks: Mapping[str, np.ndarray] | None, y: int, x: int, size: int, min_frac: float) -> str:
     if not masks:
         return "none"
     best, best_frac = "none", min_frac
@@ -137,13 +135,13 @@ def compute(
     artifact_masks: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     thresholds: Thresholds | None = None,
 ) -> SprayResult | None:
-    """Cluster the tumour-class heatmaps of the patches the model calls tumour (all patches if too few)."""
+    """Cluster the tumour-class heatmaps of the tiles the model calls tumour (all tiles if too few)."""
     th = thresholds or Thresholds()
     members, maps, attrs = [], [], []
     for i, it in enumerate(items):
         if it.heat is None:
             continue
-        for j, p in enumerate(it.heat.patches):
+        for j, p in enumerate(it.heat.tiles):
             members.append((i, j, p.probability))
     if len(members) < 20:
         return None
@@ -155,7 +153,7 @@ def compute(
         chosen = [chosen[int(i)] for i in np.sort(rng.choice(len(chosen), n_max, replace=False))]
     for i, j, _ in chosen:
         it = items[i]
-        p = it.heat.patches[j]  # type: ignore[union-attr]
+        p = it.heat.tiles[j]  # type: ignore[union-attr]
         maps.append(p.relevance)
         masks = artifact_masks.get(it.id) if artifact_masks else None
         attrs.append(
@@ -163,17 +161,17 @@ def compute(
                 "patient": it.meta.get("patient") or it.id,
                 "site": it.meta.get("site") or "-",
                 "scanner": it.meta.get("scanner") or "-",
-                "label": "-" if it.tumor is None else ("tumour" if it.tumor else "non-tumour"),
-                "artifact": _patch_artifact(masks, p.y, p.x, p.size, 0.02),
+                "label": "-" if it.tumour is None else ("tumour" if it.tumour else "non-tumour"),
+                "artifact": _tile_artifact(masks, p.y, p.x, p.size, 0.02),
             }
         )
     labels, vals, k, dist = cluster_heatmaps(np.stack(maps), seed=int(th.setting("seed")))
     base: Counter[str] = Counter()
     for i, j, _ in members:
         it = items[i]
-        p = it.heat.patches[j]  # type: ignore[union-attr]
+        p = it.heat.tiles[j]  # type: ignore[union-attr]
         masks = artifact_masks.get(it.id) if artifact_masks else None
-        base[_patch_artifact(masks, p.y, p.x, p.size, 0.02)] += 1
+        base[_tile_artifact(masks, p.y, p.x, p.size, 0.02)] += 1
     artifact_base = {kind: c / len(members) for kind, c in base.items()}
     return SprayResult(
         tuple((i, j) for i, j, _ in chosen), labels, vals, k, dist, tuple(attrs), artifact_base
@@ -224,7 +222,7 @@ def _dominated(res: SprayResult, key: str, min_size: int) -> dict[str, object] |
             share = cc / len(sel)
             if key == "artifact":
                 # an artifact has no business in any tumour strategy: compare with its share of
-                # all explained patches, however common it is
+                # all explained tiles, however common it is
                 base = float(res.artifact_base.get(value, overall[value] / n))
                 if share < 1.2 * base or share < 0.5:
                     continue
@@ -240,7 +238,7 @@ def _dominated(res: SprayResult, key: str, min_size: int) -> dict[str, object] |
 def _cluster_evidence(
     items: Sequence[AuditItem], res: SprayResult, cluster: int
 ) -> tuple[list[str], list[Region]]:
-    """Ids and patch regions of the 20 most typical members of ``cluster``."""
+    """Ids and tile regions of the 20 most typical members of ``cluster``."""
     regions: list[Region] = []
     ids: list[str] = []
     sel = np.nonzero(res.labels == cluster)[0]
@@ -248,7 +246,7 @@ def _cluster_evidence(
     for m in sel[:20]:
         i, j = res.members[int(m)]
         it = items[i]
-        p = it.heat.patches[j]  # type: ignore[union-attr]
+        p = it.heat.tiles[j]  # type: ignore[union-attr]
         x, y, w, h = it.l0_box(p.y, p.x, p.y + p.size, p.x + p.size)
         regions.append(Region(it.id, x, y, w, h, f"SpRAy cluster {cluster}", p.probability))
         if it.id not in ids:
@@ -260,7 +258,7 @@ def _spray_message(head: str, key: str, best: dict[str, object] | None, sev: str
     if best is None:
         return f"{head}; none is dominated by one {key}."
     return (
-        f"{head} (eigengap). Cluster {best['cluster']} ({best['size']} patches) is "
+        f"{head} (eigengap). Cluster {best['cluster']} ({best['size']} tiles) is "
         f"{float(best['share']):.0%} {key} '{best['value']}' "  # type: ignore[arg-type]
         f"(overall {float(best['overall']):.0%}): "  # type: ignore[arg-type]
         + (
@@ -285,7 +283,7 @@ def check_spray(ctx: CheckContext) -> list[BiasFinding]:
             continue
         best = _dominated(res, key, min_size)
         ids, regions = _cluster_evidence(ctx.items, res, int(best["cluster"])) if best else ([], [])  # type: ignore[call-overload]
-        head = f"SpRAy found {res.k} explanation strategies among {n} tumour-class patch heatmaps"
+        head = f"SpRAy found {res.k} explanation strategies among {n} tumour-class tile heatmaps"
         findings.append(
             graded(
                 ctx.thresholds,

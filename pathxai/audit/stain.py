@@ -160,7 +160,7 @@ def compute(items: Sequence[AuditItem], thresholds: Thresholds) -> StainStats:
     perms = int(thresholds.setting("permutations"))
     patients: list[object] = [it.meta.get("patient") or it.id for it in items]
     targets: dict[str, tuple[list[object], list[object] | None]] = {
-        "label": ([it.tumor if it.tumor is not None else "" for it in items], patients),
+        "label": ([it.tumour if it.tumour is not None else "" for it in items], patients),
         "site": (list(group_values(items, "site")), patients),
         "scanner": (list(group_values(items, "scanner")), patients),
         "patient": (list(patients), None),

@@ -14,7 +14,7 @@ __all__ = ["report_tables"]
 def _item_row(it: AuditItem) -> dict[str, Any]:
     return {
         "id": it.id,
-        "label": None if it.tumor is None else ("tumour" if it.tumor else "non-tumour"),
+        "label": None if it.tumour is None else ("tumour" if it.tumour else "non-tumour"),
         "patient": it.meta.get("patient"),
         "split": it.meta.get("split"),
         "probability": None if it.heat is None else it.heat.probability,

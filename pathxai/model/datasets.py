@@ -1,6 +1,6 @@
 """Patch datasets for training and evaluation.
 
-* :class:`PatchDataset` tiles whole images (e.g. GlaS, 0.62 µm/px) resampled to the model's
+* :class:`PatchDataset` cuts whole images (e.g. GlaS, 0.62 µm/px) resampled to the model's
   resolution into square patches of a given size and stride; every patch inherits its image's
   label, and background patches can be dropped by a simple tissue test.
   :func:`patches_from_manifest` builds one from manifest records.
@@ -120,8 +120,8 @@ def _refuse_too_small(images: Sequence[np.ndarray], ids: Sequence[str], size: in
     """Refuse images whose shorter side is below half the model's input side.
 
     Such an image is scored as one centred patch of its own size, and a network that downsamples
-    ``size`` px tiles many times either fails on it (a torch error) or judges a few cells as if they
-    were a whole tile: an 8 x 8 px image must not pass as evidence.
+    ``size`` px patches many times either fails on it (a torch error) or judges a few cells as if they
+    were a whole patch: an 8 x 8 px image must not pass as evidence.
     """
     small = [(i, img.shape[:2]) for i, img in zip(ids, images, strict=True) if 2 * min(img.shape[:2]) < size]
     if small:
@@ -304,7 +304,9 @@ def patches_from_manifest(
     progress: bool = True,
     images: Sequence[np.ndarray] | None = None,
 ) -> PatchDataset:
-    """Build a :class:`PatchDataset` from manifest records (tumour label from the ``tumor`` field).
+    """Build a :class:`PatchDataset` from manifest records.
+
+    The tumour label is ``ManifestRecord.tumour`` (the manifest's ``tumor`` column).
 
     Parameters
     ----------
@@ -318,9 +320,9 @@ def patches_from_manifest(
     """
     labels = []
     for rec in records:
-        if rec.tumor is None:
+        if rec.tumour is None:
             raise ManifestError(f"line {rec.line}: row {rec.id!r} has no tumour label (0/1)")
-        labels.append(rec.tumor)
+        labels.append(rec.tumour)
     imgs = (
         list(images)
         if images is not None

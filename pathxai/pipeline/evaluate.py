@@ -25,7 +25,7 @@ __all__ = ["EvaluationResult", "evaluate_from_manifest", "labelled_records"]
 def labelled_records(manifest: Manifest) -> list[ManifestRecord]:
     """Every row of ``manifest``; a row without a tumour label is a :class:`ManifestError`."""
     recs = list(manifest.records)
-    bad = [r for r in recs if r.tumor is None]
+    bad = [r for r in recs if r.tumour is None]
     if bad:
         raise ManifestError(
             f"{len(bad)} row(s) without a tumour label, first on line {bad[0].line}",

@@ -168,7 +168,7 @@ def _train_one(
     run: _Run, train: list[ManifestRecord], test: list[ManifestRecord], out: Path, split_info: dict[str, Any]
 ) -> dict[str, Any]:
     assert_disjoint(sorted({r.group for r in train}), sorted({r.group for r in test}))
-    if len({r.tumor for r in train}) < 2:
+    if len({r.tumour for r in train}) < 2:
         raise ManifestError(
             "the training rows hold only one class; cannot train a classifier", path=run.manifest.path
         )
@@ -242,7 +242,7 @@ class TrainJobResult:
 
 def _cross_validate(run: _Run, recs: list[ManifestRecord], out: Path, k: int) -> TrainJobResult:
     m, seed = run.manifest, run.config.seed
-    splits = _grouped_folds(m, [int(r.tumor or 0) for r in recs], [r.group for r in recs], k, seed)
+    splits = _grouped_folds(m, [int(r.tumour or 0) for r in recs], [r.group for r in recs], k, seed)
     evals = []
     for i, (tr, te) in enumerate(
         tqdm(splits, desc="cross-validation", unit="fold", disable=not run.progress)
@@ -275,7 +275,7 @@ def _one_fold(run: _Run, recs: list[ManifestRecord], out: Path, folds: int, fold
     if not 0 <= fold < folds:
         raise ValueError(f"--fold must be in 0..{folds - 1}, got {fold}")
     seed = run.config.seed
-    labels, groups = [int(r.tumor or 0) for r in recs], [r.group for r in recs]
+    labels, groups = [int(r.tumour or 0) for r in recs], [r.group for r in recs]
     tr, te = _grouped_folds(run.manifest, labels, groups, folds, seed)[fold]
     info = {"mode": "fold", "folds": folds, "fold": fold, "seed": seed}
     ev = _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out, info)

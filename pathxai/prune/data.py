@@ -120,7 +120,7 @@ def _split(card: ModelCard, records: list[ManifestRecord], path: Path) -> tuple[
     held_patients = sorted({r.group for r in held})
     train = [r for r in records if r.group not in set(held_patients)]
     for what, recs in (("held-out", held), ("training", train)):
-        if len({r.tumor for r in recs}) < 2:
+        if len({r.tumour for r in recs}) < 2:
             raise ManifestError(f"the {what} images hold only one class", path=path)
     return held, train, held_patients
 
@@ -141,7 +141,7 @@ def load_prune_data(
         No labelled rows, no held-out patients, or one class missing.
     """
     manifest = read_manifest(manifest_path)
-    records = [r for r in manifest.records if r.tumor is not None]
+    records = [r for r in manifest.records if r.tumour is not None]
     if not records:
         raise ManifestError("manifest has no rows with a tumour label", path=manifest.path)
     held, train, held_patients = _split(card, records, manifest.path)
@@ -151,7 +151,7 @@ def load_prune_data(
         images = load_images(recs, data_root, card.mpp, None, progress)
         return PatchDataset(
             images,
-            [int(r.tumor or 0) for r in recs],
+            [int(r.tumour or 0) for r in recs],
             size,
             step,
             image_ids=[r.id for r in recs],

@@ -8,7 +8,7 @@ One file per slide, ``DIR/<slide_id>.h5``:
 - ``/probabilities`` ``(N, C)`` float32 per tile (NaN for unreadable tiles), ``/done`` ``(N,)`` bool
   progress markers, ``/failed`` ``(N,)`` bool unreadable tiles;
 - ``/tile_relevance`` ``(N, s/k, s/k)`` float32 relevance of each tile pooled (summed) to the canvas
-  resolution, chunked per batch;
+  resolution (``s`` = ``size``, ``k`` = ``canvas_downsample``), chunked per batch;
 - ``/relevance/0`` float32 ``(H_c, W_c)`` stitched canvas at ``overlay_mpp = mpp * k``, NaN where no
   tile covered, ``/relevance/1..L`` 2x NaN-aware downsampled levels; ``/probability/0..L`` the tumour
   probability stitched the same way; ``/count/0`` the overlap weights;

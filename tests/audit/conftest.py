@@ -27,7 +27,7 @@ def _select(records: list[ManifestRecord], n_per_class: int) -> list[ManifestRec
     for cls in (1, 0):
         by_pat: dict[str, list[ManifestRecord]] = defaultdict(list)
         for r in records:
-            if r.tumor == cls:
+            if r.tumour == cls:
                 by_pat[r.group].append(r)
         queues = [by_pat[p] for p in sorted(by_pat)]
         picked: list[ManifestRecord] = []
@@ -61,7 +61,7 @@ def make_items(
         }
         meta["grade"] = r.extra.get("grade", "")
         meta.update((meta_override or {}).get(r.id, {}))
-        items.append(AuditItem(r.id, im, MPP, MPP / (r.mpp or 0.62005), r.tumor, meta))
+        items.append(AuditItem(r.id, im, MPP, MPP / (r.mpp or 0.62005), r.tumour, meta))
     return items
 
 
@@ -136,15 +136,15 @@ def pen_cohort(glas_subset):
     marked, masks = [], []
     k = 0
     for r, im in zip(recs, imgs, strict=True):
-        if r.tumor == 1 and k % 5 != 4:
+        if r.tumour == 1 and k % 5 != 4:
             m_img, m = draw_pen(im, rng)
             marked.append(m_img)
             masks.append(m)
         else:
             marked.append(im)
             masks.append(np.zeros(im.shape[:2], bool))
-        k += r.tumor == 1
-    net, card = train_tiny(marked, [int(r.tumor) for r in recs])
+        k += r.tumour == 1
+    net, card = train_tiny(marked, [int(r.tumour) for r in recs])
     items = with_heat(make_items(recs, marked), net, card)
     return {"items": items, "masks": masks, "net": net, "card": card, "images": marked}
 
@@ -153,4 +153,4 @@ def pen_cohort(glas_subset):
 def clean_model(glas_subset):
     """The same tiny model trained on the unmodified images."""
     recs, imgs = glas_subset
-    return train_tiny(imgs, [int(r.tumor) for r in recs], steps=30)
+    return train_tiny(imgs, [int(r.tumour) for r in recs], steps=30)

@@ -20,14 +20,14 @@ def test_shortcut_model_makes_pen_marked_benign_images_label_error_candidates(pe
 
     recs, imgs = glas_subset
     rng = np.random.default_rng(5)
-    benign = [i for i, r in enumerate(recs) if r.tumor == 0][:6]
+    benign = [i for i, r in enumerate(recs) if r.tumour == 0][:6]
     marked = [draw_pen(im, rng)[0] if i in benign else im for i, im in enumerate(imgs)]
     items = with_heat(make_items(recs, marked), pen_cohort["net"], pen_cohort["card"])
     f = _by(labels.check(items), "labels.candidates")
     flagged = set(f.items)
     assert len(flagged & {recs[i].id for i in benign}) >= 4, f.message
     # few unmarked benign images are flagged (unmarked tumour images may be: the model wants ink)
-    unmarked_benign = {r.id for i, r in enumerate(recs) if r.tumor == 0 and i not in benign}
+    unmarked_benign = {r.id for i, r in enumerate(recs) if r.tumour == 0 and i not in benign}
     assert len(flagged & unmarked_benign) <= 2
     assert f.severity in ("low", "medium")  # candidates are capped at medium
 
@@ -43,14 +43,16 @@ def test_relevance_on_background_is_flagged_and_masks_are_measured(glas_subset):
         bg = background_mask(it.image)
         tissue_rel = (~bg).astype(np.float32)
         # tumour images 0..5: all relevance on glass; the rest: on tissue
-        rel = bg.astype(np.float32) if (it.tumor == 1 and k < 6 and bg.mean() > 0.01) else tissue_rel
+        rel = bg.astype(np.float32) if (it.tumour == 1 and k < 6 and bg.mean() > 0.01) else tissue_rel
         mask = np.zeros(bg.shape, bool)
         mask[: bg.shape[0] // 2] = True
-        out.append(dataclasses.replace(it, heat=Heat(rel, float(it.tumor or 0)), mask=mask))
+        out.append(dataclasses.replace(it, heat=Heat(rel, float(it.tumour or 0)), mask=mask))
     fs = labels.check(out, mask_kind="gland outlines (not tumour)")
     bgf = _by(fs, "labels.background_relevance")
     n_bad = sum(
-        1 for k, it in enumerate(items) if it.tumor == 1 and k < 6 and background_mask(it.image).mean() > 0.01
+        1
+        for k, it in enumerate(items)
+        if it.tumour == 1 and k < 6 and background_mask(it.image).mean() > 0.01
     )
     assert n_bad >= 2
     assert len(bgf.items) == n_bad

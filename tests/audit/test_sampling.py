@@ -49,7 +49,7 @@ def test_grade_missing_from_training_is_unseen(glas_subset):
 def test_removed_class_at_a_site_is_a_missing_cell(glas_subset):
     recs, imgs = glas_subset
     over = {r.id: {"site": "Other hospital"} for r in recs[:8]}  # first 8 are all tumour
-    assert all(r.tumor == 1 for r in recs[:8])
+    assert all(r.tumour == 1 for r in recs[:8])
     f = _by(sampling.check(make_items(recs, imgs, over)), "sampling.missing_cells")
     assert f.severity != "info"
     assert {
@@ -67,7 +67,7 @@ def test_group_performance_flags_the_bad_group(glas_subset):
     items = []
     for r, it in zip(recs, make_items(recs, imgs), strict=True):
         bad = it.meta["grade"] == "moderately differentiated"
-        p = (1 - r.tumor) if bad else r.tumor
+        p = (1 - r.tumour) if bad else r.tumour
         p = float(np.clip(p + rng.normal(0, 0.1), 0, 1))
         items.append(dataclasses.replace(it, heat=Heat(np.zeros(it.image.shape[:2], np.float32), p)))
     f = _by(sampling.check(items), "sampling.group_performance")

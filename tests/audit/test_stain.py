@@ -30,12 +30,12 @@ def test_stain_shift_of_mostly_tumour_patients_is_caught(glas_subset):
     # patients with mostly tumour images come from a "second lab" with another stain
     pats = {}
     for r in recs:
-        pats.setdefault(r.group, []).append(r.tumor)
+        pats.setdefault(r.group, []).append(r.tumour)
     lab2 = {p for p, ys in pats.items() if np.mean(ys) > 0.5}
     shifted = [
         shift_stain(im, (1.0, 1.5, 0.6)) if r.group in lab2 else im for r, im in zip(recs, imgs, strict=True)
     ]
-    frac_tumour = np.mean([r.tumor for r in recs if r.group in lab2])
+    frac_tumour = np.mean([r.tumour for r in recs if r.group in lab2])
     assert frac_tumour > 0.8
     clean = stain.check(make_items(recs, imgs), FAST)
     planted = stain.check(make_items(recs, shifted), FAST)

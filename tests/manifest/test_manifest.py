@@ -41,7 +41,7 @@ def test_good_manifest_reads_and_validates(root: Path, tmp_path: Path) -> None:
         f"b,img/b.png,{_sha(b'b' * 10)},benign,p2,test,y\n",
     )
     man = read_manifest(m)
-    assert [r.tumor for r in man] == [1, 0]
+    assert [r.tumour for r in man] == [1, 0]
     assert man.records[0].extra == {"stain": "x"}
     assert man.records[1].line == 3 and man.records[1].group == "p2"
     assert validate(m, root) == []
@@ -149,14 +149,14 @@ def test_ebhi_manifest_validates_and_is_case_grouped(ebhi_dir: Path) -> None:
     path = REPO / "data_manifests" / "ebhi_seg.csv"
     assert validate(path, ebhi_dir) == []
     man = read_manifest(path)
-    assert len(man) == 438 and sum(r.tumor == 1 for r in man) == 401
+    assert len(man) == 438 and sum(r.tumour == 1 for r in man) == 401
     assert {r.mpp for r in man} == {0.95} and {r.site for r in man} == {"China Medical University Shenyang"}
     splits: dict[str, set[str]] = {}
     for r in man:
         assert r.split is not None and r.patient is not None and r.id.endswith(Path(r.path or "").stem)
         splits.setdefault(r.split, set()).add(r.patient)
     assert set(splits) == {"train", "test"} and not splits["train"] & splits["test"]
-    assert {r.patient for r in man if r.split == "test" and r.tumor == 0}  # normal cases held out too
+    assert {r.patient for r in man if r.split == "test" and r.tumour == 0}  # normal cases held out too
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

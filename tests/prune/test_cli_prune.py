@@ -21,11 +21,11 @@ def tiny_setup(glas_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     rows = list(csv.DictReader((REPO / "data_manifests" / "glas.csv").open()))
     picked = []
     for patient_set in (TEST_PATIENTS, None):
-        for tumor in ("0", "1"):
+        for tumour in ("0", "1"):
             sel = [
                 r
                 for r in rows
-                if r["tumor"] == tumor and ((r["patient"] in TEST_PATIENTS) == (patient_set is not None))
+                if r["tumor"] == tumour and ((r["patient"] in TEST_PATIENTS) == (patient_set is not None))
             ]
             picked += sel[:2]
     manifest = tmp_path / "tiny.csv"

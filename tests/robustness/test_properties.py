@@ -121,7 +121,7 @@ def check_manifest_bytes(raw: bytes, workdir: Path) -> None:
         ids = [r.id for r in m]
         assert len(set(ids)) == len(ids), "read_manifest accepted duplicate ids"
         for r in m:
-            assert r.tumor in (None, 0, 1)
+            assert r.tumour in (None, 0, 1)
             assert r.sha256 is None or (len(r.sha256) == 64 and set(r.sha256) <= set("0123456789abcdef"))
             assert r.mpp is None or (math.isfinite(r.mpp) and r.mpp > 0)
     problems = validate(path, workdir, checksums=True)
