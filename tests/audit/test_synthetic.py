@@ -1,13 +1,16 @@
 """Planted-bias audit checks on generated tissue-like images (no ``../shared`` needed).
 
-The same biases as the real-data tests (pen ink on tumour images, re-stained images), on images of
-:mod:`tests.audit.synth`; the real-data versions stay in test_artifacts.py / test_stain.py.
+The same biases as the real-data tests (pen ink on tumour images, re-stained images, a leaked
+patient, a class missing at a site, class imbalance), on images of :mod:`tests.audit.synth`; the
+real-data versions stay in test_artifacts.py / test_stain.py / test_sampling.py.
 """
+
+import dataclasses
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from pathxai.audit import artifacts, stain
+from pathxai.audit import artifacts, sampling, stain
 from pathxai.audit.findings import Thresholds
 from pathxai.pixels import background_mask
 from tests.audit import synth
@@ -67,3 +70,45 @@ def test_restained_generated_images_are_stain_outliers():
     assert {f"syn_{i}" for i in odd} <= set(f.items)
     assert len(f.items) <= 4
     assert f.severity in ("low", "medium", "high")
+
+
+def _with_meta(items, changes):
+    return [dataclasses.replace(it, meta={**it.meta, **changes.get(it.id, {})}) for it in items]
+
+
+def _split_by_patient(items):
+    """Patients p0..p4 in test, the others in train: no patient in two splits."""
+    return _with_meta(items, {it.id: {"split": "test"} for it in items if int(it.meta["patient"][1:]) < 5})
+
+
+def test_patient_in_two_splits_of_generated_items_is_leakage():
+    items = _split_by_patient(synth.items(_images(20, seed=9), [i % 2 for i in range(20)]))
+    assert _by(sampling.check(items), "sampling.leakage").severity == "info"
+    leaked = _with_meta(items, {"syn_10": {"split": "test"}})  # patient p5 (syn_10, syn_11) now in both
+    f = _by(sampling.check(leaked), "sampling.leakage")
+    assert f.severity == "high"
+    assert "p5" in f.details["leaked_patients"]
+
+
+def test_removed_class_at_a_site_of_generated_items_is_a_missing_cell():
+    tumour = [1] * 20 + [0] * 20
+    items = synth.items(_images(40, seed=11), tumour)
+    moved = _with_meta(items, {f"syn_{i}": {"site": "Other hospital"} for i in range(8)})  # 8 tumour images
+    f = _by(sampling.check(moved), "sampling.missing_cells")
+    assert f.severity != "info"
+    assert {
+        "column": "site",
+        "value": "Other hospital",
+        "missing_class": "non-tumour",
+        "n_in_group": 8,
+    } in f.details["missing"]
+    both = _with_meta(items, {f"syn_{i}": {"site": "Other hospital"} for i in (*range(4), *range(20, 24))})
+    assert not _by(sampling.check(both), "sampling.missing_cells").details.get("missing")
+
+
+def test_generated_cohort_with_four_tumour_per_non_tumour_is_imbalanced():
+    items = synth.items(_images(25, seed=13), [1] * 20 + [0] * 5)
+    f = _by(sampling.check(items), "sampling.imbalance")
+    assert f.value == 4.0 and f.severity == "medium"
+    balanced = synth.items(_images(20, seed=13), [1] * 10 + [0] * 10)
+    assert _by(sampling.check(balanced), "sampling.imbalance").severity == "info"
