@@ -14,6 +14,8 @@ Schema (see ``data_manifests/README.md``): one row per image/slide/patch. Recogn
 ``split``     ``train`` / ``val`` / ``test`` (or any name)
 ``mpp``       native microns per pixel of the file (aliases ``mpp_estimate``,
               ``microns_per_pixel``, ``um_per_px``: see :data:`MPP_COLUMNS`)
+``mask_path`` optional ground-truth mask of the image, relative to the data root;
+              non-zero pixels are inside (GlaS: gland outlines; EBHI-Seg: lesion)
 ============  =====================================================================
 
 At minimum a manifest needs ``path`` (or ``url``) and ``label`` or ``tumor``. Every other column
@@ -44,6 +46,7 @@ __all__ = [
     "file_sha256",
     "read_manifest",
     "resolve",
+    "resolve_mask",
     "validate",
 ]
 
@@ -60,6 +63,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "scanner": ("scanner",),
     "split": ("split",),
     "mpp": ("mpp", "mpp_estimate", "microns_per_pixel", "um_per_px"),
+    "mask_path": ("mask_path",),
 }
 
 #: The spellings of an image-level µm/px column, in order of preference (``mpp`` first: a manifest
@@ -133,6 +137,8 @@ class ManifestRecord:
     split: str | None
     mpp: float | None
     extra: dict[str, str] = field(default_factory=dict)
+    #: Ground-truth mask file relative to the data root (``mask_path`` column), or ``None``.
+    mask_path: str | None = None
 
     @property
     def group(self) -> str:
@@ -295,6 +301,7 @@ def _records(
                 split=get("split"),
                 mpp=mpp,
                 extra={c: v for c, v in row.items() if c not in canon_cols},
+                mask_path=get("mask_path"),
             )
         )
     return records, problems
@@ -398,6 +405,19 @@ def resolve(record: ManifestRecord, data_root: str | Path) -> Path:
             f"line {record.line}: path {raw!r} resolves to {full}, outside the data root {root} (symlink?)"
         )
     return full
+
+
+def resolve_mask(record: ManifestRecord, data_root: str | Path) -> Path:
+    """Return the record's ``mask_path`` inside ``data_root``, with the same checks as :func:`resolve`.
+
+    Raises
+    ------
+    ManifestError
+        If the record has no mask, or its path is absolute, contains ``..`` or escapes the data root.
+    """
+    if not record.mask_path:
+        raise ManifestError(f"row {record.id!r} (line {record.line}) has no mask_path")
+    return resolve(dataclasses.replace(record, path=record.mask_path), data_root)
 
 
 def validate(

@@ -9,7 +9,6 @@ when a directory of stores is given.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 from pathxai.audit.cohort import AuditItem
 from pathxai.audit.heat import SPRAY_SIDE, TILING, heat_from_npz, heat_from_store, heat_of_image, heat_to_npz
 from pathxai.errors import AuditError, ManifestError, PathXAIError
-from pathxai.manifest import MPP_COLUMNS, Manifest, ManifestRecord, resolve
+from pathxai.manifest import MPP_COLUMNS, Manifest, ManifestRecord, resolve, resolve_mask
 from pathxai.model.card import ModelCard
 from pathxai.model.datasets import read_rgb, rescale_to_mpp
 
@@ -41,11 +40,9 @@ def _safe(name: str) -> str:
 
 
 def _read_mask(rec: ManifestRecord, data_root: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    mpath = rec.extra.get("mask_path")
-    if not mpath:
+    if not rec.mask_path:
         return None
-    mrec = dataclasses.replace(rec, path=mpath)
-    full = resolve(mrec, data_root)
+    full = resolve_mask(rec, data_root)
     if not full.is_file():
         raise ManifestError(f"line {rec.line}: mask file not found: {full}")
     with Image.open(full) as im:

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "evaluate",
     "heatmap",
+    "explain_eval",
     "audit",
     "prune",
     "demo",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pathxai.cli import main
 from pathxai.errors import ManifestError
-from pathxai.manifest import read_manifest, resolve, validate
+from pathxai.manifest import read_manifest, resolve, resolve_mask, validate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,6 +91,22 @@ def test_each_planted_problem_is_found_with_line_and_column(root: Path, tmp_path
     assert "duplicate id" in msgs and "checksum mismatch" in msgs and "outside the data root" in msgs
     with pytest.raises(ManifestError, match="problem"):
         read_manifest(m)
+
+
+def test_mask_path_is_a_known_optional_column(root: Path, tmp_path: Path) -> None:
+    m = _write(
+        tmp_path / "m.csv",
+        "path,label,mask_path,stain\nimg/a.png,malignant,img/b.png,x\nimg/c.png,benign,,y\n",
+    )
+    man = read_manifest(m)
+    assert [r.mask_path for r in man] == ["img/b.png", None]
+    assert man.records[0].extra == {"stain": "x"}  # a schema column, not an extra one
+    assert resolve_mask(man.records[0], root) == (root / "img" / "b.png").resolve()
+    with pytest.raises(ManifestError, match="no mask_path"):
+        resolve_mask(man.records[1], root)
+    bad = read_manifest(_write(tmp_path / "bad.csv", "path,label,mask_path\nimg/a.png,benign,../x.png\n"))
+    with pytest.raises(ManifestError, match="escape"):
+        resolve_mask(bad.records[0], root)
 
 
 def test_missing_columns_and_unmapped_labels(tmp_path: Path) -> None:
