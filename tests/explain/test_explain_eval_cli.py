@@ -26,7 +26,7 @@ def manifest(tmp_path: Path) -> Path:
     for i in range(3):
         base = np.array([200, 120, 190]) + rng.integers(-30, 30, size=(240, 240, 3))
         disc = (yy - 120) ** 2 + (xx - 80 - 40 * i) ** 2 < 70**2
-        base[disc] = [120, 60, 150] + rng.integers(-20, 20, size=(int(disc.sum()), 3))
+        base[disc] = np.array([120, 60, 150]) + rng.integers(-20, 20, size=(int(disc.sum()), 3))
         Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(tmp_path / f"im{i}.png")
         Image.fromarray((disc * 255).astype(np.uint8)).save(tmp_path / f"im{i}_mask.png")
         rows.append(f"im{i},im{i}.png,{int(i < 2)},1.24,im{i}_mask.png")
