@@ -201,71 +201,65 @@ class ExplanationEvaluator:
         if n == 0:
             return
         _, _, h, w = batch.x.shape
-        rand_rel = random_relevance((n, h, w), seed=self.seed + self.n_batches)
-        rand_auc, rand_scores = self._perturb(rand_rel, batch, "morf")
+        rand_auc, rand_scores = self._perturb(
+            random_relevance((n, h, w), seed=self.seed + self.n_batches), batch, "morf"
+        )
         self._random_auc.append(rand_auc)
         self._add_curve("random", "morf", rand_scores)
         self._tumour.append(batch.tumour.astype(bool))
-        n_classes: int | None = None
         k_rand = max(0, min(n, self.randomisation_patches - self.n_patches))
         for spec in self.specs:
-            label = spec.label
-            explainer = self.explainers[label]
+            explainer = self.explainers[spec.label]
             start = time.perf_counter()
             exp = explainer(batch.x, batch.target)
-            self.seconds[label] += time.perf_counter() - start
-            rel = exp.relevance
-            n_classes = exp.logits.shape[1]
-            v = self.values[label]
-            morf, morf_scores = self._perturb(rel, batch, "morf")
-            lerf, lerf_scores = self._perturb(rel, batch, "lerf")
-            v["morf_auc"].append(morf)
-            v["lerf_auc"].append(lerf)
-            self._add_curve(label, "morf", morf_scores)
-            self._add_curve(label, "lerf", lerf_scores)
-            # randomisation
-            other = (batch.target + 1) % n_classes
-            v["random_logit_pearson"].append(
-                map_correlation(rel, explainer(batch.x, other).relevance, kind="pearson")
-            )
-            if k_rand:
-                res = cascading_randomisation(
-                    self.model,
-                    spec.name,
-                    batch.x[:k_rand],
-                    batch.target[:k_rand],
-                    rel[:k_rand],
-                    seed=self.seed,
-                    batch_size=self.explain_batch,
-                    **spec.options,
-                )
-                self.cascade_layers = res.layers
-                self.cascade[label].append(res.spearman)
-            # localisation
+            self.seconds[spec.label] += time.perf_counter() - start
+            v = self.values[spec.label]
+            self._faithfulness(spec.label, exp.relevance, batch)
+            self._randomisation(spec, explainer, exp.relevance, exp.logits.shape[1], batch, k_rand)
             if batch.mask is not None and batch.has_mask.any():
-                m = batch.mask
-                share = m.reshape(n, -1).mean(1)
-                keep = batch.has_mask
-                nan = np.full(n, np.nan)
-                v["relevance_mass"].append(np.where(keep, relevance_mass_accuracy(rel, m), nan))
-                v["mask_share"].append(np.where(keep, share, nan))
-                v["rank_accuracy"].append(np.where(keep, relevance_rank_accuracy(rel, m), nan))
-                informative = keep & (share > 0) & (share < 1)
-                v["pointing_game"].append(np.where(informative, pointing_game(rel, m), nan))
-                v["pointing_chance"].append(np.where(informative, share, nan))
-            # robustness
-            rel_jit = explainer(batch.x_jitter, batch.target).relevance
-            v["stain_jitter_pearson"].append(map_correlation(rel, rel_jit))
-            rel_shift = explainer(batch.x_shift, batch.target).relevance
-            v["shift_pearson"].append(map_correlation(rel[:, 1:, 1:], rel_shift[:, :-1, :-1]))
-            # complexity, axiomatic
-            v["gini"].append(gini(rel))
-            v["entropy"].append(entropy(rel))
+                _localisation(v, exp.relevance, batch.mask, batch.has_mask)
+            _robustness(v, explainer, exp.relevance, batch)
+            v["gini"].append(gini(exp.relevance))
+            v["entropy"].append(entropy(exp.relevance))
             if _is_lrp(spec.name):
                 logit = exp.logits[np.arange(n), batch.target.numpy()]
-                v["conservation"].append(conservation(rel, logit))
+                v["conservation"].append(conservation(exp.relevance, logit))
         self.n_patches += n
         self.n_batches += 1
+
+    def _faithfulness(self, label: str, rel: np.ndarray, batch: EvalBatch) -> None:
+        for order in ("morf", "lerf"):
+            auc, scores = self._perturb(rel, batch, order)
+            self.values[label][f"{order}_auc"].append(auc)
+            self._add_curve(label, order, scores)
+
+    def _randomisation(
+        self,
+        spec: MethodSpec,
+        explainer: Explainer,
+        rel: np.ndarray,
+        n_classes: int,
+        batch: EvalBatch,
+        k_rand: int,
+    ) -> None:
+        other = (batch.target + 1) % n_classes
+        self.values[spec.label]["random_logit_pearson"].append(
+            map_correlation(rel, explainer(batch.x, other).relevance, kind="pearson")
+        )
+        if not k_rand:
+            return
+        res = cascading_randomisation(
+            self.model,
+            spec.name,
+            batch.x[:k_rand],
+            batch.target[:k_rand],
+            rel[:k_rand],
+            seed=self.seed,
+            batch_size=self.explain_batch,
+            **spec.options,
+        )
+        self.cascade_layers = res.layers
+        self.cascade[spec.label].append(res.spearman)
 
     def close(self) -> None:
         """Remove every explainer's hooks."""
@@ -369,6 +363,30 @@ class ExplanationEvaluator:
             "n_tumour_patches": int(np.concatenate(self._tumour).sum()) if self._tumour else 0,
             "randomisation_patches": min(self.n_patches, self.randomisation_patches),
         }
+
+
+def _localisation(
+    v: dict[str, list[np.ndarray]], rel: np.ndarray, mask: np.ndarray, has_mask: np.ndarray
+) -> None:
+    """Relevance mass, rank accuracy and pointing game (NaN for rows without a mask) with chance levels."""
+    n = len(rel)
+    share = mask.reshape(n, -1).mean(1)
+    nan = np.full(n, np.nan)
+    v["relevance_mass"].append(np.where(has_mask, relevance_mass_accuracy(rel, mask), nan))
+    v["mask_share"].append(np.where(has_mask, share, nan))
+    v["rank_accuracy"].append(np.where(has_mask, relevance_rank_accuracy(rel, mask), nan))
+    informative = has_mask & (share > 0) & (share < 1)  # a full or empty mask cannot be pointed at
+    v["pointing_game"].append(np.where(informative, pointing_game(rel, mask), nan))
+    v["pointing_chance"].append(np.where(informative, share, nan))
+
+
+def _robustness(
+    v: dict[str, list[np.ndarray]], explainer: Explainer, rel: np.ndarray, batch: EvalBatch
+) -> None:
+    """Map stability under stain jitter and under a one-pixel shift (maps aligned on the overlap)."""
+    v["stain_jitter_pearson"].append(map_correlation(rel, explainer(batch.x_jitter, batch.target).relevance))
+    shifted = explainer(batch.x_shift, batch.target).relevance
+    v["shift_pearson"].append(map_correlation(rel[:, 1:, 1:], shifted[:, :-1, :-1]))
 
 
 def recommend(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
