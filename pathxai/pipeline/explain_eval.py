@@ -108,7 +108,7 @@ def stream_patches(
             yield PatchSample(
                 pixels=img[y : y + size + 1, x : x + size + 1],
                 mask=None if mask is None else mask[y : y + size, x : x + size],
-                tumour=bool(rec.tumor),
+                tumour=bool(rec.tumour),
                 image_id=rec.id,
             )
             count += 1
@@ -192,7 +192,7 @@ def explain_eval(
     records = [r for r in m.records if split is None or r.split == split]
     if not records:
         raise ManifestError(f"no rows with split {split!r}", path=m.path)
-    unlabelled = [r for r in records if r.tumor is None]
+    unlabelled = [r for r in records if r.tumour is None]
     if unlabelled:
         raise ManifestError(f"line {unlabelled[0].line}: row without a tumour label", path=m.path)
     specs = [MethodSpec.parse(s) for s in (methods or method_names())]
