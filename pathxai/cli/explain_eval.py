@@ -64,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
         ),
         progress=not args.quiet,
     )
-    for label, m in result["methods"].items():
+    summary = result.summary
+    for label, m in summary["methods"].items():
         f = m["faithfulness"]["morf_ratio"]
         mean = "-" if f["mean"] is None else f"{f['mean']:.3f}"
         print(f"{label}: MoRF/random {mean}, randomisation {m['details']['randomisation_verdict']}")
-    print(f"recommended default: {result['recommendation']['method']}")
-    print(f"written: {args.out}/explain_eval.json")
+    print(f"recommended default: {summary['recommendation']['method']}")
+    print(f"written: {result.json_path}")
     return 0

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from pathxai.cli import main
+from pathxai.explain.eval_patches import stream_patches
 from pathxai.manifest import read_manifest
 from pathxai.model.io import card_from_file, resolve_model_path
-from pathxai.pipeline.explain_eval import stream_patches
 
 GROUPS = ("faithfulness", "randomisation", "localisation", "robustness", "complexity")
 
