@@ -9,12 +9,20 @@ from typing import Any
 
 from pathxai import __version__
 from pathxai.heatmap.jobs import SlideJob
-from pathxai.heatmap.pool import ExplainSpec
+from pathxai.heatmap.pool import NO_RELEVANCE, ExplainSpec
 from pathxai.slide import BaseSlide, TissueSettings
 from pathxai.slide.fingerprint import slide_fingerprint
 from pathxai.stitch import WINDOWS
 
-__all__ = ["EXPORTS", "HeatmapSettings", "TileGeometry", "default_workers", "expected_attrs", "explain_spec"]
+__all__ = [
+    "EXPORTS",
+    "NO_RELEVANCE",
+    "HeatmapSettings",
+    "TileGeometry",
+    "default_workers",
+    "expected_attrs",
+    "explain_spec",
+]
 
 #: Export formats written beside each store.
 EXPORTS = ("tif", "png", "geojson")
@@ -29,7 +37,8 @@ class HeatmapSettings:
     model
         ``"default"`` or a model directory / weights / card path.
     method
-        A name from :data:`pathxai.explain.METHODS`.
+        A name from :data:`pathxai.explain.METHODS`, or ``"none"`` (:data:`NO_RELEVANCE`):
+        probabilities only, the model's forward pass without relevance.
     mpp, size, stride
         Tile resolution (µm/px), side and step in pixels; ``None``: the model card's mpp and
         input size, stride = size.

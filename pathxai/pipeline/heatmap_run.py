@@ -23,8 +23,13 @@ from pathxai.heatmap.canvas import finalize_canvas
 from pathxai.heatmap.compute import TileProgress, compute_tiles
 from pathxai.heatmap.exports import write_exports
 from pathxai.heatmap.jobs import SlideJob
-from pathxai.heatmap.pool import ExplainPool, prepared
-from pathxai.heatmap.settings import HeatmapSettings, TileGeometry, expected_attrs, explain_spec
+from pathxai.heatmap.pool import NO_RELEVANCE, ExplainPool, prepared
+from pathxai.heatmap.settings import (
+    HeatmapSettings,
+    TileGeometry,
+    expected_attrs,
+    explain_spec,
+)
 from pathxai.heatmap.summary import read_summary, write_summary
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, open_slide
@@ -124,9 +129,8 @@ def _compute_store(
     if on_start is not None:
         on_start(job.slide_id, len(grid.specs))
     n_classes, overwrite = len(card.classes), settings.overwrite
-    run = open_run(
-        out, job.slide_id, grid, expected, n_classes, geometry.tile_px, settings.batch_size, overwrite
-    )
+    tile_px = None if settings.method == NO_RELEVANCE else geometry.tile_px  # probabilities only
+    run = open_run(out, job.slide_id, grid, expected, n_classes, tile_px, settings.batch_size, overwrite)
     try:
         batch_size = int(run.store.attrs.get("batch_size", settings.batch_size))
         t0 = time.perf_counter()
