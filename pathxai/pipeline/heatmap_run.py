@@ -29,6 +29,7 @@ from pathxai.heatmap.settings import (
     TileGeometry,
     expected_attrs,
     explain_spec,
+    small_slide,
 )
 from pathxai.heatmap.summary import read_summary, write_summary
 from pathxai.pipeline.slides import empty_grid_error
@@ -88,6 +89,18 @@ def _model_card(settings: HeatmapSettings) -> tuple[Any, bool]:
     from pathxai.model import load_model_with_card  # the workers prepare the model; here only its card
 
     return load_model_with_card(settings.model)[1], False
+
+
+def _in_process_small(settings: HeatmapSettings, slide: BaseSlide, geometry: TileGeometry) -> bool:
+    """True when a small slide is computed here rather than by worker processes (model prepared here)."""
+    if not small_slide(settings, slide, geometry):
+        return False
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    prepared(settings.model, settings.method, settings.channels_last)
+    return True
 
 
 def _exports(slide: BaseSlide, paths: dict[str, Path], settings: HeatmapSettings) -> dict[str, float]:
@@ -213,7 +226,9 @@ def heatmap_slide(
         Called with ``(slide_id, n_tiles)`` once the grid is known.
     pool
         Worker processes to compute with (made with :func:`explain_spec` of these settings);
-        ``None`` starts ``settings.n_workers`` of them for this slide (none with ``workers=0``).
+        ``None`` starts ``settings.n_workers`` of them for this slide (none with ``workers=0``, nor
+        for a small slide with the automatic number of workers:
+        :func:`~pathxai.heatmap.settings.small_slide`).
 
     Returns
     -------
@@ -243,7 +258,7 @@ def heatmap_slide(
         if find_complete(out, job.slide_id, expected) is not None:
             summary = _reuse_complete(slide, paths, settings)
             return SlideResult(job.slide_id, job.path, "skipped", _str_paths(paths), summary)
-        if pool is None and not in_process:
+        if pool is None and not in_process and not _in_process_small(settings, slide, geometry):
             pool = stack.enter_context(ExplainPool(settings.n_workers, explain_spec(settings)))
         computed = _compute_store(
             slide, job, out, settings, card, geometry, expected, pool, progress, on_start

@@ -14,6 +14,7 @@ from pathxai.cli import main
 from pathxai.errors import AuditError, StoreError, StoreMismatchError
 from pathxai.export import read_geojson
 from pathxai.heatmap.pool import Predictor
+from pathxai.heatmap.settings import small_slide as computes_here
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.slide import open_slide
 from pathxai.stitch import stitch
@@ -207,3 +208,18 @@ def test_cli_accepts_none_and_lists_it(
         == 2
     )
     assert "none" in capsys.readouterr().err.split("valid:")[-1]
+
+
+def test_small_slides_are_computed_in_process(tiny_model: Path, small_slide: Path) -> None:
+    from pathxai.heatmap.settings import IN_PROCESS_TILES, TileGeometry
+    from pathxai.model import load_model_with_card
+
+    card = load_model_with_card(tiny_model)[1]
+    auto = HeatmapSettings(model=str(tiny_model))
+    with open_slide(small_slide) as slide:  # 800 x 600 px at 1 µm/px: 13 x 10 = 130 grid tiles of 64 px
+        geometry = TileGeometry.of(auto, card)
+        assert computes_here(auto, slide, geometry)
+        assert not computes_here(HeatmapSettings(model=str(tiny_model), workers=2), slide, geometry)
+        fine = TileGeometry(geometry.mpp / 2, geometry.size, geometry.size, 4)  # 4x the tiles: 520
+        assert 520 > IN_PROCESS_TILES and not computes_here(auto, slide, fine)
+        assert computes_here(HeatmapSettings(model=str(tiny_model), method="none"), slide, fine)
