@@ -217,10 +217,18 @@ def heat_from_store(
     Raises
     ------
     AuditError
-        When the store is missing or was made with another model.
+        When the store is missing, was made with another model, or has no relevance (a
+        probability-only run, ``pathxai heatmap --method none``).
     """
     with _open_store(directory, slide_id, card) as st:
         a = st.attrs
+        if not st.has_relevance:
+            raise AuditError(
+                f"heatmap store of slide {slide_id!r} has no relevance (made with method "
+                f"{a.get('method')!r}: probabilities only); the audit's relevance checks need it",
+                path=st.path,
+                hint="rerun 'pathxai heatmap' with an attribution method (e.g. --method lrp), or drop --heatmaps",
+            )
         level = 0
         while level < st.levels and max(st.level_shape(level)) > 2 * max(shape):
             level += 1

@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inputs", nargs="+", metavar="SLIDE_OR_MANIFEST", help="slide files or manifest .csv files"
     )
     add_inputs(p, model_help="'default' or a model directory (default: default)")
-    p.add_argument("--method", default="lrp", help="attribution method (see pathxai.explain.METHODS)")
+    p.add_argument(
+        "--method",
+        default="lrp",
+        help="attribution method (see pathxai.explain.METHODS), or 'none': probabilities only, no relevance",
+    )
     p.add_argument("--mpp", type=plausible_mpp, default=None, help="tile resolution µm/px (default: model's)")
     p.add_argument("--size", type=positive_int, default=None, help="tile side px at --mpp (default: model's)")
     p.add_argument("--stride", type=positive_int, default=None, help="tile step px (default: --size)")
@@ -113,7 +117,7 @@ class _Bars:
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch and print a per-slide report; exit 1 if any slide failed."""
-    from pathxai.explain import METHODS
+    from pathxai.heatmap.settings import NO_RELEVANCE
     from pathxai.model import load_model_with_card
     from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_batch, resolve_jobs
     from pathxai.slide import TissueSettings
@@ -128,8 +132,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return fail("heatmap", str(exc))
-    if args.method not in METHODS:
-        return fail("heatmap", f"unknown method {args.method!r}; valid: {', '.join(sorted(METHODS))}")
+    if args.method != NO_RELEVANCE:
+        from pathxai.explain import METHODS  # (imports zennit: not needed for probabilities only)
+
+        if args.method not in METHODS:
+            valid = ", ".join([*sorted(METHODS), NO_RELEVANCE])
+            return fail("heatmap", f"unknown method {args.method!r}; valid: {valid}")
     load_model_with_card(args.model)  # a bad model fails once, in one line, before any slide
     jobs = resolve_jobs(args.inputs, args.data_root, args.slide_mpp)
     bars = _Bars(len(jobs))

@@ -18,7 +18,7 @@ from skimage import measure
 from pathxai.errors import StoreError
 from pathxai.jsonio import write_json
 
-__all__ = ["mask_features", "read_geojson", "write_geojson"]
+__all__ = ["mask_features", "read_geojson", "simplify_chain", "write_geojson"]
 
 
 def _signed_area(xy: np.ndarray) -> float:
@@ -26,9 +26,45 @@ def _signed_area(xy: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
+def simplify_chain(coords: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker simplification of a polygonal chain ``(K, 2)``: the points kept, first and last always.
+
+    The same algorithm and distances as ``skimage.measure.approximate_polygon`` (perpendicular
+    distance to a segment where a point projects inside it, else the distance to the nearer end),
+    without its module's import of ``scipy.signal`` (seconds on a busy 2-core machine).
+    """
+    if tolerance <= 0 or len(coords) < 3:
+        return coords
+    keep = np.zeros(len(coords), dtype=bool)
+    keep[0] = keep[-1] = True
+    stack = [(0, len(coords) - 1)]
+    while stack:
+        start, end = stack.pop()
+        if end - start < 2:
+            continue
+        p0, p1 = coords[start], coords[end]
+        d = p1 - p0
+        inner = coords[start + 1 : end]
+        v0, v1 = inner - p0, inner - p1
+        perp = (v0 @ d > 0) & (-(v1 @ d) > 0)
+        angle = -np.arctan2(d[0], d[1])
+        cos, sin = np.cos(angle), np.sin(angle)
+        line = p0[1] * sin + p0[0] * cos
+        dist = np.where(
+            perp,
+            np.abs(inner[:, 0] * cos + inner[:, 1] * sin - line),
+            np.minimum(np.hypot(v0[:, 0], v0[:, 1]), np.hypot(v1[:, 0], v1[:, 1])),
+        )
+        if bool((dist > tolerance).any()):
+            mid = start + int(np.argmax(dist)) + 1
+            keep[mid] = True
+            stack += [(mid, end), (start, mid)]
+    return coords[keep]
+
+
 def _ring(contour_rc: np.ndarray, offset_rc: tuple[int, int], scale: float, tolerance: float) -> np.ndarray:
     """Convert a ``find_contours`` ring (row, col in padded-crop indices) to closed level-0 ``(x, y)``."""
-    ring = measure.approximate_polygon(contour_rc, tolerance=tolerance) if tolerance > 0 else contour_rc
+    ring = simplify_chain(contour_rc, tolerance)
     # Index i of the padded crop is canvas pixel i - 1 + offset; its centre is at edge coordinate + 0.5.
     rows = ring[:, 0] - 1 + offset_rc[0] + 0.5
     cols = ring[:, 1] - 1 + offset_rc[1] + 0.5

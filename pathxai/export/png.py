@@ -19,5 +19,6 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
         raise ValueError(f"expected an (H, W, 3|4) uint8 image, got {arr.dtype} {arr.shape}")
     path = Path(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        # zlib level 1: 3-5x faster than PIL's default 6 for a few per cent more bytes
+        Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
     return path

@@ -56,8 +56,8 @@ def canvas_bands(
     Yields
     ------
     tuple[str, int, int, np.ndarray]
-        ``(name, level, first row, rows)`` for ``"relevance"``, ``"probability"`` (every level) and
-        ``"count"`` (level 0).
+        ``(name, level, first row, rows)`` for ``"relevance"`` (unless the store is probability-only),
+        ``"probability"`` (every level) and ``"count"`` (level 0).
     """
     h, w = canvas_shape
     k = canvas_downsample
@@ -65,6 +65,7 @@ def canvas_bands(
     c_x, c_y = m_xy[:, 0] // k, m_xy[:, 1] // k
     tile_c = int(store.attrs["size"]) // k
     ok = ~store.failed
+    with_relevance = store.has_relevance
     probs = store.probabilities[:, tumour_index] if store.n_tiles else np.zeros(0, np.float32)
     step = 2**levels
     band = max(step, (max(tile_c, band_pixels // max(w, 1)) // step) * step)
@@ -74,25 +75,49 @@ def canvas_bands(
         rows = min(band, h - r0)
         i0 = int(np.searchsorted(c_y, r0 - tile_c, side="right"))
         i1 = int(np.searchsorted(c_y, r0 + rows, side="left"))
-        maps = store.tile_relevance(slice(i0, i1)) if i1 > i0 else np.zeros((0, tile_c, tile_c), np.float32)
-        rel_st = Stitcher(w, rows, tile_c, window, row0=r0)
         prob_st = Stitcher(w, rows, tile_c, window, row0=r0)
         for j in range(i0, i1):
             if ok[j]:
-                rel_st.add(int(c_x[j]), int(c_y[j]), maps[j - i0])
                 prob_st.add(int(c_x[j]), int(c_y[j]), float(probs[j]))
-        rel, count = rel_st.result()
-        prob, _ = prob_st.result()
-        finite = rel[np.isfinite(rel)]
-        if finite.size:
-            vmax_sample.append(np.abs(finite[::stride_sample]))
-        yield "relevance", 0, r0, rel
+        prob, count = prob_st.result()
+        rel = (
+            _relevance_band(store, i0, i1, ok, c_x, c_y, (w, rows, r0, tile_c), window)
+            if with_relevance
+            else None
+        )
+        if rel is not None:
+            finite = rel[np.isfinite(rel)]
+            if finite.size:
+                vmax_sample.append(np.abs(finite[::stride_sample]))
+            yield "relevance", 0, r0, rel
         yield "probability", 0, r0, prob
         yield "count", 0, r0, count
         for level in range(1, levels + 1):
-            rel, prob = downsample2(rel), downsample2(prob)
-            yield "relevance", level, r0 >> level, rel
+            prob = downsample2(prob)
+            if rel is not None:
+                rel = downsample2(rel)
+                yield "relevance", level, r0 >> level, rel
             yield "probability", level, r0 >> level, prob
+
+
+def _relevance_band(
+    store: HeatmapStore,
+    i0: int,
+    i1: int,
+    ok: np.ndarray,
+    c_x: np.ndarray,
+    c_y: np.ndarray,
+    band: tuple[int, int, int, int],
+    window: str,
+) -> np.ndarray:
+    """The relevance of tiles ``i0 .. i1`` stitched into one band ``(width, rows, first row, tile side)``."""
+    w, rows, r0, tile_c = band
+    maps = store.tile_relevance(slice(i0, i1)) if i1 > i0 else np.zeros((0, tile_c, tile_c), np.float32)
+    rel_st = Stitcher(w, rows, tile_c, window, row0=r0)
+    for j in range(i0, i1):
+        if ok[j]:
+            rel_st.add(int(c_x[j]), int(c_y[j]), maps[j - i0])
+    return rel_st.result()[0]
 
 
 def finalize_canvas(
@@ -108,7 +133,7 @@ def finalize_canvas(
     """Stitch a store whose tiles are all done and write it, complete with its pyramid, to ``target``.
 
     The complete store also records ``relevance_vmax`` (a robust maximum of the absolute relevance,
-    for the colour scale) and the slide's ``tissue_fraction``; see
+    for the colour scale; not in a probability-only store) and the slide's ``tissue_fraction``; see
     :meth:`~pathxai.store.heatmap.HeatmapStore.finalize`.
     """
     shape = canvas_shape(grid, canvas_downsample)
@@ -119,6 +144,8 @@ def finalize_canvas(
     def final_attrs() -> dict[str, Any]:
         from pathxai.render.heatmap import robust_vmax
 
+        if not store.has_relevance:
+            return {"tissue_fraction": tissue_fraction}
         vals = np.concatenate(samples) if samples else np.zeros(0, np.float32)
         return {"relevance_vmax": robust_vmax(vals), "tissue_fraction": tissue_fraction}
 

@@ -1,4 +1,9 @@
-"""A finished heatmap store's exports: pyramidal TIFF overlay, PNG overview and QuPath GeoJSON."""
+"""A finished heatmap store's exports: pyramidal TIFF overlay, PNG overview and QuPath GeoJSON.
+
+A probability-only store (method ``"none"``) gets the same three files: the TIFF overlays the tumour
+probability instead of the relevance, the PNG has the probability panel only, and the GeoJSON has
+the ``Tumor`` regions only.
+"""
 
 from __future__ import annotations
 
@@ -70,17 +75,18 @@ def write_exports(
 
 
 def _write_tif(store: HeatmapStore, slide: BaseSlide, path: Path) -> None:
-    """The pyramidal RGB overlay: relevance blended over the slide, white where no tile lies."""
+    """The pyramidal RGB overlay: relevance (else probability) blended over the slide, white where no tile lies."""
     from pathxai.export import write_pyramid_tiff
-    from pathxai.render.heatmap import blend, relevance_rgba
+    from pathxai.render.heatmap import blend, probability_rgba, relevance_rgba
 
     attrs = store.attrs
-    vmax = float(attrs["relevance_vmax"])
+    layer = "relevance" if store.has_relevance else "probability"
+    vmax = float(attrs["relevance_vmax"]) if store.has_relevance else 1.0
     f0 = store.l0_per_pixel(0)
     shapes = [store.level_shape(lv) for lv in range(store.levels + 1)]
 
     def tile_fn(level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-        rel = store.region(level, x, y, w, h, "relevance")
+        rel = store.region(level, x, y, w, h, layer)
         if not np.isfinite(rel).any():  # no tile here: glass, skip reading the slide
             return np.full((h, w, 3), 255, dtype=np.uint8)
         f = f0 * 2**level
@@ -92,14 +98,16 @@ def _write_tif(store: HeatmapStore, slide: BaseSlide, path: Path) -> None:
             bw = min(w, max(1, round(l0w / f)))
             bh = min(h, max(1, round(l0h / f)))
             base[:bh, :bw] = _read_or_white(slide, l0x, l0y, l0w, l0h, bw, bh)
-        return blend(base, relevance_rgba(rel, vmax), 0.85)
+        rgba = relevance_rgba(rel, vmax) if layer == "relevance" else probability_rgba(rel)
+        return blend(base, rgba, 0.85)
 
+    what = "relevance" if layer == "relevance" else "tumour probability"
     write_pyramid_tiff(
         path,
         shapes,
         tile_fn,
         mpp=float(attrs["overlay_mpp"]),
-        description=f"pathxai {attrs['method']} relevance overlay of {attrs['slide_id']}",
+        description=f"pathxai {attrs['method']} {what} overlay of {attrs['slide_id']}",
     )
 
 
@@ -109,8 +117,9 @@ def _write_png(store: HeatmapStore, slide: BaseSlide, path: Path, small: int, op
     from pathxai.render.heatmap import overview_image
 
     attrs = store.attrs
-    rel_small, prob_small = store.relevance(small), store.probability(small)
-    sh, sw = rel_small.shape
+    prob_small = store.probability(small)
+    rel_small = store.relevance(small) if store.has_relevance else None
+    sh, sw = prob_small.shape
     scale = max(1, math.ceil(1024 / max(sh, sw)))
     f = store.l0_per_pixel(small) / scale
     th, tw = sh * scale, sw * scale
@@ -123,29 +132,32 @@ def _write_png(store: HeatmapStore, slide: BaseSlide, path: Path, small: int, op
         f"{attrs['slide_id']}  {attrs['method']}  tiles {store.n_tiles} @ {attrs['mpp']:.3g} um/px"
         f"  overlay {attrs['overlay_mpp']:.3g} um/px"
     )
-    vmax = float(attrs["relevance_vmax"])
+    vmax = float(attrs["relevance_vmax"]) if rel_small is not None else 1.0
     write_png(path, overview_image(thumb, prob_small, rel_small, vmax, opacity, title))
 
 
 def _write_geojson(store: HeatmapStore, path: Path, small: int, probability_threshold: float) -> None:
-    """QuPath polygons of pyramid level ``small``: high tumour probability and high relevance."""
-    from scipy import ndimage
-
+    """QuPath polygons of pyramid level ``small``: high tumour probability and high relevance (if any)."""
     from pathxai.export import mask_features, write_geojson
 
     attrs = store.attrs
-    rel_small, prob_small = store.relevance(small), store.probability(small)
+    prob_small = store.probability(small)
     fl = store.l0_per_pixel(small)
     prob_mask = np.nan_to_num(prob_small, nan=0.0) >= probability_threshold
-    rel_pos = np.nan_to_num(rel_small, nan=0.0)
-    smooth = ndimage.gaussian_filter(rel_pos, sigma=1.0)
-    pos = smooth[smooth > 0]
-    thr = 0.5 * float(np.percentile(pos, 99.5)) if pos.size else np.inf
-    rel_mask = smooth >= thr
     common = {"slide_id": attrs["slide_id"], "method": attrs["method"]}
-    feats = mask_features(
-        prob_mask, fl, "Tumor", (200, 0, 0), values=prob_small, properties=common
-    ) + mask_features(rel_mask, fl, "High relevance", (255, 128, 0), values=rel_small, properties=common)
+    feats = mask_features(prob_mask, fl, "Tumor", (200, 0, 0), values=prob_small, properties=common)
+    thr = np.inf
+    if store.has_relevance:
+        from scipy import ndimage
+
+        rel_small = store.relevance(small)
+        smooth = ndimage.gaussian_filter(np.nan_to_num(rel_small, nan=0.0), sigma=1.0)
+        pos = smooth[smooth > 0]
+        thr = 0.5 * float(np.percentile(pos, 99.5)) if pos.size else np.inf
+        rel_mask = smooth >= thr
+        feats += mask_features(
+            rel_mask, fl, "High relevance", (255, 128, 0), values=rel_small, properties=common
+        )
     write_geojson(
         path,
         feats,

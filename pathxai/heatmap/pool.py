@@ -5,6 +5,9 @@ the tiles, run the explainer (one forward + LRP backward) with its own torch thr
 default), pool the relevance to the overlay grid and send back only the probabilities and the
 pooled relevance (a few kB per tile). The parent writes them to the store in grid order.
 
+With method :data:`NO_RELEVANCE` (``"none"``) a process runs the model's forward pass only (a
+:class:`Predictor`: no LRP hooks, no backward) and returns probabilities with empty relevance maps.
+
 Why not one process with several torch threads fed by a tile-reading process: torch's threads meet at
 a barrier after every operation, so a reader that takes a core away, even briefly, stalls all of
 them; on a 2-core machine that cost more than the reading itself (``benchmarks/heatmap.md``).
@@ -25,12 +28,16 @@ import numpy as np
 from pathxai.geometry import Grid, TileSpec
 from pathxai.slide import BaseSlide
 from pathxai.stitch import pool_tiles
+from pathxai.store.layout import NO_RELEVANCE
 from pathxai.tiling import SlideSource, WorkerPool, cached_slide, in_order, read_tiles
 
 __all__ = [
+    "NO_RELEVANCE",
     "ExplainPool",
     "ExplainSpec",
     "ExplainedBatch",
+    "Prediction",
+    "Predictor",
     "coalesce",
     "explain_tiles",
     "iter_explained",
@@ -78,7 +85,7 @@ class ExplainedBatch:
         ``(B, n_classes)`` float32; NaN rows for unreadable tiles.
     pooled
         ``(B, size // canvas_downsample, size // canvas_downsample)`` float32 target-class relevance,
-        sum-pooled; 0 for unreadable tiles.
+        sum-pooled; 0 for unreadable tiles; ``(B, 0, 0)`` for method ``"none"``.
     ok
         ``(B,)`` True where the tile was read.
     failures
@@ -99,19 +106,66 @@ class ExplainedBatch:
         return len(self.ok)
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """A :class:`Predictor`'s output: probabilities, and no relevance."""
+
+    probabilities: np.ndarray
+    relevance: None = None
+
+
+class Predictor:
+    """The model's class probabilities of a batch: one forward pass, no hooks, no backward pass.
+
+    Called like a :class:`pathxai.explain.Explainer` (``predictor(x, target)``), for method ``"none"``.
+
+    Parameters
+    ----------
+    model
+        The model (put in eval mode; moved to channels-last memory format when asked).
+    channels_last
+        Run it in channels-last memory format.
+    """
+
+    def __init__(self, model: Any, channels_last: bool) -> None:
+        import torch
+
+        self.model = model.eval()
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, x: Any, target: int | None = None) -> Prediction:
+        """Probabilities ``(B, C)`` of the batch ``x`` (``target`` is ignored)."""
+        import torch
+
+        with torch.inference_mode():
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = self.model(x).float()
+            return Prediction(torch.softmax(logits, dim=1).numpy())
+
+
 # ---- model and explainer, prepared once per process -----------------------------------------
 _PREPARED: dict[tuple[str, str, bool], tuple[Any, Any, Any]] = {}
 
 
 def prepared(model_ref: str, method: str, channels_last: bool) -> tuple[Any, Any, Any]:
-    """Return ``(model, card, explainer)`` for a model reference and method, cached per process."""
+    """Return ``(model, card, explainer)`` for a model reference and method, cached per process.
+
+    For method ``"none"`` the explainer is a :class:`Predictor`.
+    """
     key = (str(model_ref), method, channels_last)
     if key not in _PREPARED:
-        from pathxai.explain import Explainer
         from pathxai.model import load_model_with_card
 
         model, card = load_model_with_card(model_ref)
-        explainer = Explainer(model, method, target_class=card.tumour_index, channels_last=channels_last)
+        if method == NO_RELEVANCE:
+            explainer: Any = Predictor(model, channels_last)
+        else:
+            from pathxai.explain import Explainer
+
+            explainer = Explainer(model, method, target_class=card.tumour_index, channels_last=channels_last)
         _PREPARED.clear()  # one model per process at a time bounds memory
         _PREPARED[key] = (model, card, explainer)
     return _PREPARED[key]
@@ -136,7 +190,10 @@ def explain_tiles(
     with torch.inference_mode(False):
         result = explainer(preprocess(pixels, card), int(card.tumour_index))
     probs = result.probabilities.astype(np.float32)
-    pooled = _sum_pool(result.relevance, canvas_downsample)
+    if result.relevance is None:  # method "none"
+        pooled = np.zeros((len(specs), 0, 0), np.float32)
+    else:
+        pooled = _sum_pool(result.relevance, canvas_downsample)
     ok = np.ones(len(specs), dtype=bool)
     for i, _ in failed:
         ok[i] = False

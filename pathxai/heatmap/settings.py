@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,15 +10,33 @@ from typing import Any
 
 from pathxai import __version__
 from pathxai.heatmap.jobs import SlideJob
-from pathxai.heatmap.pool import ExplainSpec
+from pathxai.heatmap.pool import NO_RELEVANCE, ExplainSpec
 from pathxai.slide import BaseSlide, TissueSettings
 from pathxai.slide.fingerprint import slide_fingerprint
 from pathxai.stitch import WINDOWS
 
-__all__ = ["EXPORTS", "HeatmapSettings", "TileGeometry", "default_workers", "expected_attrs", "explain_spec"]
+__all__ = [
+    "EXPORTS",
+    "IN_PROCESS_TILES",
+    "IN_PROCESS_TILES_NO_RELEVANCE",
+    "NO_RELEVANCE",
+    "HeatmapSettings",
+    "TileGeometry",
+    "default_workers",
+    "expected_attrs",
+    "explain_spec",
+    "small_slide",
+]
 
 #: Export formats written beside each store.
 EXPORTS = ("tif", "png", "geojson")
+
+#: With the automatic number of workers, a slide whose whole grid (tissue or not) has at most this
+#: many tiles is computed in the calling process: starting the worker processes (each imports torch
+#: and loads the model: 2-5 s on a 2-core machine) would cost more than they save. Probability-only
+#: tiles (method ``"none"``, the forward pass) cost about a quarter of an LRP tile.
+IN_PROCESS_TILES = 384
+IN_PROCESS_TILES_NO_RELEVANCE = 2048
 
 
 @dataclass(frozen=True)
@@ -29,7 +48,8 @@ class HeatmapSettings:
     model
         ``"default"`` or a model directory / weights / card path.
     method
-        A name from :data:`pathxai.explain.METHODS`.
+        A name from :data:`pathxai.explain.METHODS`, or ``"none"`` (:data:`NO_RELEVANCE`):
+        probabilities only, the model's forward pass without relevance.
     mpp, size, stride
         Tile resolution (µm/px), side and step in pixels; ``None``: the model card's mpp and
         input size, stride = size.
@@ -180,6 +200,21 @@ def explain_spec(settings: HeatmapSettings) -> ExplainSpec:
         settings.threads or 1,
         warmup=settings.batch_size,
     )
+
+
+def small_slide(settings: HeatmapSettings, slide: BaseSlide, geometry: TileGeometry) -> bool:
+    """True when the workers are automatic and the slide's grid is small enough to compute here.
+
+    See :data:`IN_PROCESS_TILES`: the bound is the whole grid, tissue or not (known before tissue
+    detection, so worker processes can start while the tissue is detected).
+    """
+    if settings.workers is not None:
+        return False
+    w, h = slide.dimensions
+    scale = float(slide.mpp) / geometry.mpp
+    n = math.ceil(w * scale / geometry.stride) * math.ceil(h * scale / geometry.stride)
+    limit = IN_PROCESS_TILES_NO_RELEVANCE if settings.method == NO_RELEVANCE else IN_PROCESS_TILES
+    return n <= limit
 
 
 def default_workers() -> int:

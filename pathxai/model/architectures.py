@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from zennit.layer import Sum
 
 from pathxai.errors import ModelError
 
@@ -34,6 +33,17 @@ __all__ = [
     "imagenet_weights_path",
     "load_pretrained_weights",
 ]
+
+
+def _sum_layer() -> nn.Module:
+    """A residual :class:`zennit.layer.Sum`.
+
+    zennit is imported here, not with the module: it imports torchvision (~1 s), which models
+    without skip connections, and probability-only runs, do not need.
+    """
+    from zennit.layer import Sum
+
+    return Sum(dim=-1)
 
 
 class CompactCNN(nn.Module):
@@ -112,7 +122,7 @@ class BasicBlock(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
             )
-        self.add = Sum(dim=-1)
+        self.add = _sum_layer()
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,7 +196,7 @@ class MBConv(nn.Module):
         self._bn2 = nn.BatchNorm2d(out_ch, eps=1e-3, momentum=0.01)
         self.residual = stride == 1 and in_ch == out_ch
         if self.residual:
-            self._add = Sum(dim=-1)
+            self._add = _sum_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Block forward pass."""

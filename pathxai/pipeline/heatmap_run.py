@@ -23,8 +23,14 @@ from pathxai.heatmap.canvas import finalize_canvas
 from pathxai.heatmap.compute import TileProgress, compute_tiles
 from pathxai.heatmap.exports import write_exports
 from pathxai.heatmap.jobs import SlideJob
-from pathxai.heatmap.pool import ExplainPool, prepared
-from pathxai.heatmap.settings import HeatmapSettings, TileGeometry, expected_attrs, explain_spec
+from pathxai.heatmap.pool import NO_RELEVANCE, ExplainPool, prepared
+from pathxai.heatmap.settings import (
+    HeatmapSettings,
+    TileGeometry,
+    expected_attrs,
+    explain_spec,
+    small_slide,
+)
 from pathxai.heatmap.summary import read_summary, write_summary
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, open_slide
@@ -85,6 +91,18 @@ def _model_card(settings: HeatmapSettings) -> tuple[Any, bool]:
     return load_model_with_card(settings.model)[1], False
 
 
+def _in_process_small(settings: HeatmapSettings, slide: BaseSlide, geometry: TileGeometry) -> bool:
+    """True when a small slide is computed here rather than by worker processes (model prepared here)."""
+    if not small_slide(settings, slide, geometry):
+        return False
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    prepared(settings.model, settings.method, settings.channels_last)
+    return True
+
+
 def _exports(slide: BaseSlide, paths: dict[str, Path], settings: HeatmapSettings) -> dict[str, float]:
     return write_exports(
         paths["h5"], slide, paths, settings.exports, settings.opacity, settings.probability_threshold
@@ -124,9 +142,8 @@ def _compute_store(
     if on_start is not None:
         on_start(job.slide_id, len(grid.specs))
     n_classes, overwrite = len(card.classes), settings.overwrite
-    run = open_run(
-        out, job.slide_id, grid, expected, n_classes, geometry.tile_px, settings.batch_size, overwrite
-    )
+    tile_px = None if settings.method == NO_RELEVANCE else geometry.tile_px  # probabilities only
+    run = open_run(out, job.slide_id, grid, expected, n_classes, tile_px, settings.batch_size, overwrite)
     try:
         batch_size = int(run.store.attrs.get("batch_size", settings.batch_size))
         t0 = time.perf_counter()
@@ -209,7 +226,9 @@ def heatmap_slide(
         Called with ``(slide_id, n_tiles)`` once the grid is known.
     pool
         Worker processes to compute with (made with :func:`explain_spec` of these settings);
-        ``None`` starts ``settings.n_workers`` of them for this slide (none with ``workers=0``).
+        ``None`` starts ``settings.n_workers`` of them for this slide (none with ``workers=0``, nor
+        for a small slide with the automatic number of workers:
+        :func:`~pathxai.heatmap.settings.small_slide`).
 
     Returns
     -------
@@ -239,7 +258,7 @@ def heatmap_slide(
         if find_complete(out, job.slide_id, expected) is not None:
             summary = _reuse_complete(slide, paths, settings)
             return SlideResult(job.slide_id, job.path, "skipped", _str_paths(paths), summary)
-        if pool is None and not in_process:
+        if pool is None and not in_process and not _in_process_small(settings, slide, geometry):
             pool = stack.enter_context(ExplainPool(settings.n_workers, explain_spec(settings)))
         computed = _compute_store(
             slide, job, out, settings, card, geometry, expected, pool, progress, on_start

@@ -160,12 +160,14 @@ def colorbar(
 def overview_image(
     thumb: np.ndarray,
     probability: np.ndarray,
-    relevance: np.ndarray,
+    relevance: np.ndarray | None,
     vmax: float,
     opacity: float = 0.6,
     title: str = "",
 ) -> np.ndarray:
     """Two panels side by side (tumour probability, relevance) over a thumbnail, colour bars below.
+
+    Without ``relevance`` (a probability-only run) the picture has the probability panel only.
 
     Parameters
     ----------
@@ -187,16 +189,17 @@ def overview_image(
     """
     h, w = thumb.shape[:2]
     prob_rgba = resize_rgba(probability_rgba(probability), w, h)
-    rel_rgba = resize_rgba(relevance_rgba(relevance, vmax), w, h)
-    panels = [blend(thumb, prob_rgba, opacity), blend(thumb, rel_rgba, min(1.0, opacity + 0.3))]
     bar_w = max(160, min(w, 360))
-    bars = [
-        colorbar(PROBABILITY_CMAP, 0.0, 1.0, "tumour probability", width=bar_w),
-        colorbar(RELEVANCE_CMAP, -vmax, vmax, "LRP relevance (tumour)", width=bar_w),
-    ]
+    panels = [blend(thumb, prob_rgba, opacity)]
+    bars = [colorbar(PROBABILITY_CMAP, 0.0, 1.0, "tumour probability", width=bar_w)]
+    if relevance is not None:
+        rel_rgba = resize_rgba(relevance_rgba(relevance, vmax), w, h)
+        panels.append(blend(thumb, rel_rgba, min(1.0, opacity + 0.3)))
+        bars.append(colorbar(RELEVANCE_CMAP, -vmax, vmax, "LRP relevance (tumour)", width=bar_w))
     gap, top = 10, 18
     bar_h = bars[0].shape[0]
-    out = Image.new("RGB", (2 * w + 3 * gap, top + h + bar_h + 2 * gap), (255, 255, 255))
+    n = len(panels)
+    out = Image.new("RGB", (n * w + (n + 1) * gap, top + h + bar_h + 2 * gap), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     draw.text((gap, 3), title, fill=(0, 0, 0), font=ImageFont.load_default())
     for i, (panel, bar) in enumerate(zip(panels, bars, strict=True)):

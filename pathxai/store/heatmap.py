@@ -8,10 +8,12 @@ One file per slide, ``DIR/<slide_id>.h5``:
 - ``/probabilities`` ``(N, C)`` float32 per tile (NaN for unreadable tiles), ``/done`` ``(N,)`` bool
   progress markers, ``/failed`` ``(N,)`` bool unreadable tiles;
 - ``/tile_relevance`` ``(N, s/k, s/k)`` float32 relevance of each tile pooled (summed) to the canvas
-  resolution (``s`` = ``size``, ``k`` = ``canvas_downsample``), chunked per batch;
+  resolution (``s`` = ``size``, ``k`` = ``canvas_downsample``), chunked per batch (absent in a
+  probability-only store, method ``"none"``);
 - ``/relevance/0`` float32 ``(H_c, W_c)`` stitched canvas at ``overlay_mpp = mpp * k``, NaN where no
   tile covered, ``/relevance/1..L`` 2x NaN-aware downsampled levels; ``/probability/0..L`` the tumour
-  probability stitched the same way; ``/count/0`` the overlap weights;
+  probability stitched the same way; ``/count/0`` the overlap weights (a probability-only store has
+  no ``/relevance`` and no ``relevance_vmax``: :attr:`HeatmapStore.has_relevance` is False);
 - attributes: ``schema``, ``status``, ``slide``, ``slide_id``, ``slide_mpp``, ``mpp_source``,
   ``l0_width``, ``l0_height``, ``mpp``, ``size``, ``stride``, ``overlay_mpp``, ``canvas_downsample``,
   ``min_tissue``, ``tissue_settings`` (JSON), ``model_sha256``, ``model_name``, ``method``,
@@ -41,7 +43,14 @@ import numpy as np
 from pathxai.atomic import atomic_path
 from pathxai.errors import StoreError
 from pathxai.store.compat import MATCH_KEYS, attr_value, check_compatible, check_same_slide, plain
-from pathxai.store.layout import CANVAS_LAYERS, PER_TILE, copy_per_tile, create_canvas_layers, early_dcpl
+from pathxai.store.layout import (
+    CANVAS_LAYERS,
+    PER_TILE,
+    RELEVANCE_DATASETS,
+    copy_per_tile,
+    create_canvas_layers,
+    early_dcpl,
+)
 
 __all__ = [
     "CANVAS_LAYERS",
@@ -88,7 +97,7 @@ class HeatmapStore:
         t_index: np.ndarray,
         tissue: np.ndarray,
         n_classes: int,
-        tile_px: int,
+        tile_px: int | None,
         attrs: Mapping[str, Any],
     ) -> HeatmapStore:
         """Create a partial store (replacing any file at ``path``) with every dataset allocated.
@@ -102,7 +111,8 @@ class HeatmapStore:
         n_classes
             Number of model classes (columns of ``/probabilities``).
         tile_px
-            Side of a tile's pooled relevance map (``size / canvas_downsample``).
+            Side of a tile's pooled relevance map (``size / canvas_downsample``); ``None``: a
+            probability-only store without ``/tile_relevance``.
         attrs
             Run settings (see the module docstring); dicts are stored as JSON.
 
@@ -136,7 +146,9 @@ class HeatmapStore:
             h5.create_dataset("t_index", data=np.asarray(t_index, np.int32).reshape(n, 2))
             h5.create_dataset("tissue", data=np.asarray(tissue, np.float32).reshape(n))
             h5.create_dataset("probabilities", shape=(n, n_classes), dtype="f4", dcpl=early_dcpl())
-            h5.create_dataset("tile_relevance", shape=(n, tile_px, tile_px), dtype="f4", dcpl=early_dcpl())
+            if tile_px is not None:
+                shape = (n, tile_px, tile_px)
+                h5.create_dataset("tile_relevance", shape=shape, dtype="f4", dcpl=early_dcpl())
             h5.create_dataset("done", data=np.zeros(n, dtype=bool))
             h5.create_dataset("failed", data=np.zeros(n, dtype=bool))
             h5.close()
@@ -198,7 +210,7 @@ class HeatmapStore:
             raise StoreError(
                 f"not a pathxai heatmap store (schema {schema!r}, expected {HEATMAP_SCHEMA!r})", path=path
             )
-        missing = [k for k in PER_TILE if k not in h5]
+        missing = [k for k in PER_TILE if k not in h5 and k not in RELEVANCE_DATASETS]
         if missing:
             h5.close()
             raise StoreError(f"heatmap store lacks datasets {missing}", path=path)
@@ -309,8 +321,28 @@ class HeatmapStore:
         """``(N,)`` bool: tiles that could not be read."""
         return np.asarray(self.h5["failed"][...])
 
+    @property
+    def has_relevance(self) -> bool:
+        """False for a probability-only store (made with method ``"none"``): no relevance to read."""
+        return "tile_relevance" in self.h5
+
+    def _no_relevance(self) -> StoreError:
+        return StoreError(
+            f"store has no relevance (made with method {self.attrs.get('method')!r}: probabilities only)",
+            path=self.path,
+            hint="rerun 'pathxai heatmap' with an attribution method (e.g. --method lrp) for relevance",
+        )
+
     def tile_relevance(self, index: slice | np.ndarray | None = None) -> np.ndarray:
-        """Pooled relevance maps ``(n, s/k, s/k)`` of the tiles in ``index`` (all by default)."""
+        """Pooled relevance maps ``(n, s/k, s/k)`` of the tiles in ``index`` (all by default).
+
+        Raises
+        ------
+        StoreError
+            For a probability-only store (:attr:`has_relevance` is False).
+        """
+        if not self.has_relevance:
+            raise self._no_relevance()
         ds = self.h5["tile_relevance"]
         return np.asarray(ds[...] if index is None else ds[index])
 
@@ -318,7 +350,7 @@ class HeatmapStore:
     @property
     def n_levels(self) -> int:
         """Number of pyramid levels including level 0 (0 for a partial store)."""
-        return len(self.h5["relevance"]) if "relevance" in self.h5 else 0
+        return len(self.h5["probability"]) if "probability" in self.h5 else 0
 
     @property
     def levels(self) -> int:
@@ -327,7 +359,7 @@ class HeatmapStore:
 
     def level_shape(self, level: int = 0) -> tuple[int, int]:
         """``(height, width)`` of a pyramid level."""
-        return tuple(self._layer("relevance", level).shape)  # type: ignore[return-value]
+        return tuple(self._layer("probability", level).shape)  # type: ignore[return-value]
 
     def l0_per_pixel(self, level: int = 0) -> float:
         """Level-0 slide pixels per canvas pixel of ``level``."""
@@ -336,6 +368,8 @@ class HeatmapStore:
 
     def _layer(self, name: str, level: int) -> h5py.Dataset:
         key = f"{name}/{level}"
+        if name == "relevance" and not self.has_relevance:
+            raise self._no_relevance()
         if key not in self.h5:
             status = self.attrs.get("status")
             raise StoreError(
@@ -381,26 +415,31 @@ class HeatmapStore:
         self,
         start: int,
         probabilities: np.ndarray,
-        tile_relevance: np.ndarray,
+        tile_relevance: np.ndarray | None,
         failed: np.ndarray | None = None,
     ) -> None:
-        """Store the results of tiles ``start .. start + B`` and mark them done (data first, then markers)."""
+        """Store the results of tiles ``start .. start + B`` and mark them done (data first, then markers).
+
+        ``tile_relevance`` is ignored by a probability-only store (it may be ``None`` there).
+        """
         if not self.writable:
             raise StoreError("store is open read-only", path=self.path)
         b = len(probabilities)
-        if len(tile_relevance) != b:
-            raise ValueError(f"{b} probability rows but {len(tile_relevance)} relevance maps")
         h5 = self.h5
         if self._per_tile is None:  # looking datasets up by name costs more than writing a batch
             self._per_tile = {
-                name: h5[name] for name in ("probabilities", "tile_relevance", "failed", "done")
+                name: h5[name] for name in ("probabilities", "tile_relevance", "failed", "done") if name in h5
             }
         ds = self._per_tile
+        if "tile_relevance" in ds and (tile_relevance is None or len(tile_relevance) != b):
+            got = "no" if tile_relevance is None else len(tile_relevance)
+            raise ValueError(f"{b} probability rows but {got} relevance maps")
         n = len(ds["done"])
         if start < 0 or start + b > n:
             raise ValueError(f"batch {start}..{start + b} outside the store's {n} tiles")
         ds["probabilities"][start : start + b] = np.asarray(probabilities, np.float32)
-        ds["tile_relevance"][start : start + b] = np.asarray(tile_relevance, np.float32)
+        if "tile_relevance" in ds:
+            ds["tile_relevance"][start : start + b] = np.asarray(tile_relevance, np.float32)
         if failed is not None:
             ds["failed"][start : start + b] = np.asarray(failed, bool)
         h5.flush()
@@ -427,8 +466,8 @@ class HeatmapStore:
         levels
             Number of downsampled levels (levels ``0..levels`` are written).
         bands
-            ``(layer, level, row0, rows)`` blocks covering every level of ``relevance`` and
-            ``probability`` and level 0 of ``count``; consumed once, so a caller can stream a huge
+            ``(layer, level, row0, rows)`` blocks covering every level of ``relevance`` (unless the
+            store has none) and ``probability`` and level 0 of ``count``; consumed once, so a caller can stream a huge
             canvas band by band.
         attrs
             Extra attributes (e.g. ``relevance_vmax``), or a callable returning them after ``bands``
@@ -453,7 +492,8 @@ class HeatmapStore:
             for key, value in src.attrs.items():
                 out.attrs[key] = value
             copy_per_tile(src, out, tile_chunk)
-            create_canvas_layers(out, h, w, levels)
+            layers = tuple(la for la in CANVAS_LAYERS if la != "relevance" or self.has_relevance)
+            create_canvas_layers(out, h, w, levels, layers)
             for layer, level, row0, rows in bands:
                 out[f"{layer}/{level}"][row0 : row0 + rows.shape[0]] = rows
             extra = attrs() if callable(attrs) else (attrs or {})

@@ -7,13 +7,29 @@ from typing import Any
 import h5py
 import numpy as np
 
-__all__ = ["CANVAS_LAYERS", "GZIP", "PER_TILE", "copy_per_tile", "create_canvas_layers", "early_dcpl"]
+__all__ = [
+    "CANVAS_LAYERS",
+    "GZIP",
+    "NO_RELEVANCE",
+    "PER_TILE",
+    "RELEVANCE_DATASETS",
+    "copy_per_tile",
+    "create_canvas_layers",
+    "early_dcpl",
+]
 
 #: Stitched layers of a complete store (``count`` only has level 0).
 CANVAS_LAYERS = ("relevance", "probability", "count")
 
-#: Datasets with one row per tile, in every store (partial or complete).
+#: Datasets with one row per tile, in every store (partial or complete) that has relevance; a
+#: probability-only store (method ``"none"``) has all but ``tile_relevance``.
 PER_TILE = ("coords", "m_coords", "t_index", "tissue", "probabilities", "done", "failed", "tile_relevance")
+
+#: The method recorded by probability-only runs (``pathxai heatmap --method none``): no relevance.
+NO_RELEVANCE = "none"
+
+#: What a probability-only store (method ``"none"``) lacks: the per-tile and the stitched relevance.
+RELEVANCE_DATASETS = ("tile_relevance", "relevance")
 
 #: Compression of a complete store's datasets (fast gzip on shuffled bytes).
 GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
@@ -32,6 +48,8 @@ def copy_per_tile(src: h5py.File, out: h5py.File, tile_chunk: int) -> None:
     n = int(src["coords"].shape[0])
     chunk = max(1, min(n, tile_chunk))
     for name in PER_TILE:
+        if name not in src:  # a probability-only store has no tile_relevance
+            continue
         ds = src[name]
         kwargs: dict[str, Any] = dict(GZIP) if n else {}
         if n:
@@ -41,9 +59,11 @@ def copy_per_tile(src: h5py.File, out: h5py.File, tile_chunk: int) -> None:
             dst[i : i + 4096] = ds[i : i + 4096]
 
 
-def create_canvas_layers(out: h5py.File, h: int, w: int, levels: int) -> None:
-    """Create every pyramid level of :data:`CANVAS_LAYERS` (NaN-filled, chunked 256 x 256)."""
-    for layer in CANVAS_LAYERS:
+def create_canvas_layers(
+    out: h5py.File, h: int, w: int, levels: int, layers: tuple[str, ...] = CANVAS_LAYERS
+) -> None:
+    """Create every pyramid level of ``layers`` (NaN-filled, chunked 256 x 256)."""
+    for layer in layers:
         grp = out.create_group(layer)
         for level in range(levels + 1 if layer != "count" else 1):
             lh, lw = h, w

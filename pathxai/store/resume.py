@@ -75,7 +75,7 @@ def open_run(
     grid: Grid,
     expected: Mapping[str, Any],
     n_classes: int,
-    tile_px: int,
+    tile_px: int | None,
     batch_size: int,
     overwrite: bool = False,
 ) -> OpenedRun:
@@ -92,7 +92,7 @@ def open_run(
     n_classes
         Model classes (columns of ``/probabilities``).
     tile_px
-        Side of a tile's pooled relevance map.
+        Side of a tile's pooled relevance map (``None``: a probability-only store).
     batch_size
         Tiles per batch, recorded in a new store (a resumed run keeps its store's).
     overwrite

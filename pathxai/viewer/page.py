@@ -43,7 +43,7 @@ from pathxai.viewer.region import (
     top_tiles,
 )
 from pathxai.viewer.server import TileServer
-from pathxai.viewer.tiles import TileService, overlay_image, store_vmax
+from pathxai.viewer.tiles import TileService, overlay_image, store_layers, store_vmax
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 OSD_JS = STATIC_DIR / "node_modules" / "openseadragon" / "build" / "openseadragon" / "openseadragon.min.js"
@@ -239,11 +239,14 @@ def _region_panel(entry: SlideEntry, cat: Catalog, method: str) -> None:
     for name, p in zip(names, view.probabilities, strict=False):
         c0.metric(f"p({name})", f"{float(p):.3f}")
     c1.image(view.pixels, caption="tile", width="stretch")
-    c2.image(
-        heatmap_rgb(view.tile_relevance, view.pixels),
-        caption=f"stored heatmap ({view.method})",
-        width="stretch",
-    )
+    if view.tile_relevance is not None:
+        c2.image(
+            heatmap_rgb(view.tile_relevance, view.pixels),
+            caption=f"stored heatmap ({view.method})",
+            width="stretch",
+        )
+    else:
+        c2.caption("No stored heatmap: this run kept probabilities only (method none).")
     key = (entry.slide_id, view.index, method)
     cache: dict[Any, Any] = st.session_state.setdefault("computed", {})
     if c3.button(f"Compute {method} here", key="compute"):
@@ -388,7 +391,11 @@ def main() -> None:
         entry = cat.slide(sid)
     else:
         st.sidebar.warning("No complete heatmap store (*.h5) in this folder.")
-    layer = st.sidebar.radio("Overlay", OVERLAYS, key="layer", horizontal=True)
+    # a probability-only store (method "none") offers no relevance layer
+    overlays = OVERLAYS if entry is None else (*store_layers(entry.attrs), "none")
+    if st.session_state.get("layer") not in (None, *overlays):
+        del st.session_state["layer"]  # "relevance" chosen on another slide
+    layer = st.sidebar.radio("Overlay", overlays, key="layer", horizontal=True)
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")
     methods = sorted(METHODS)
     method = st.sidebar.selectbox(

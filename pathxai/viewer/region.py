@@ -34,7 +34,7 @@ class TileView:
     pixels: np.ndarray
     probabilities: np.ndarray
     classes: tuple[str, ...]
-    tile_relevance: np.ndarray
+    tile_relevance: np.ndarray | None  # None for a probability-only run (method "none")
     method: str
     mpp: float
     size: int
@@ -91,7 +91,7 @@ def read_tile(store: HeatmapStore, slide_path: str | Path, index: int) -> TileVi
         pixels=pixels,
         probabilities=np.asarray(store.probabilities[index], dtype=np.float32),
         classes=names,
-        tile_relevance=store.tile_relevance(np.array([index]))[0],
+        tile_relevance=store.tile_relevance(np.array([index]))[0] if store.has_relevance else None,
         method=str(a.get("method", "")),
         mpp=mpp,
         size=size,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -27,11 +27,18 @@ from pathxai.render.heatmap import probability_rgba, relevance_rgba, robust_vmax
 from pathxai.slide import BaseSlide, open_slide
 from pathxai.slide.deepzoom import DeepZoom, DeepZoomGeometry
 from pathxai.store import HeatmapStore
+from pathxai.store.layout import NO_RELEVANCE
 from pathxai.viewer.paths import Roots, file_version
 
 TILE_SIZE = 254
 OVERLAP = 1
 LAYERS = ("relevance", "probability")
+
+
+def store_layers(attrs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The overlay layers a store (given by its attributes) has: probability only for method ``"none"``."""
+    return ("probability",) if attrs.get("method") == NO_RELEVANCE else LAYERS
+
 
 T = TypeVar("T")
 
@@ -79,6 +86,8 @@ def encode_png(rgba: np.ndarray) -> bytes:
 
 def store_vmax(store: HeatmapStore) -> float:
     """The relevance colour limit of a store (its ``relevance_vmax`` attribute, else a robust one)."""
+    if not store.has_relevance:  # probabilities only: no relevance to scale
+        return 1.0
     vmax = store.attrs.get("relevance_vmax")
     try:
         v = float(vmax)  # type: ignore[arg-type]

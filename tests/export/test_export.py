@@ -110,3 +110,21 @@ def test_colour_scaling_and_blend(tmp_path: Path) -> None:
     png = write_png(tmp_path / "o.png", rgb)
     img = np.asarray(Image.open(png))
     assert img.shape[1] == 2 * 60 + 30 and img.shape[2] == 3
+
+
+def test_simplify_chain_is_skimage_approximate_polygon() -> None:
+    from scipy import ndimage
+    from skimage.measure import approximate_polygon, find_contours
+
+    from pathxai.export.geojson import simplify_chain
+
+    rng = np.random.default_rng(0)
+    n = 0
+    for _ in range(40):
+        m = np.zeros((40, 40))
+        m[5:35, 5:35] = rng.random((30, 30)) > 0.4
+        for c in find_contours(ndimage.binary_opening(m).astype(float), 0.5, fully_connected="high"):
+            for tol in (0.0, 0.5, 1.0, 2.0):
+                np.testing.assert_array_equal(simplify_chain(c, tol), approximate_polygon(c, tol))
+                n += 1
+    assert n > 100
