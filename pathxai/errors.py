@@ -54,6 +54,23 @@ class StoreMismatchError(StoreError):
     """A readable store belongs to another slide or was made with other settings than this run's."""
 
 
+class OutOfSpaceError(PathXAIError):
+    """A write failed for lack of space (ENOSPC), a quota (EDQUOT) or an I/O error (EIO).
+
+    A batch stops at the first one (the next slide would fail too); finished work is kept and the
+    same command resumes once space is freed. ``errno`` is the system error number.
+    """
+
+    #: Its message already says what failed and what to do (:mod:`pathxai.atomic` passes it on).
+    space_reported = True
+
+    def __init__(
+        self, message: str, path: str | Path | None = None, hint: str | None = None, errno: int | None = None
+    ) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.errno = errno
+
+
 class ManifestError(PathXAIError):
     """A data manifest has a bad schema, missing files, duplicates or checksum mismatches."""
 

@@ -81,6 +81,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated exports to write (tif,png,geojson or none)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace stores made with other settings")
+    p.add_argument(
+        "--no-space-check",
+        dest="check_space",
+        action="store_false",
+        help="start every slide even when its estimated size exceeds the free disk space "
+        "(e.g. on a compressing file system); a full disk still stops the batch with one line",
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=run)
 
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = HeatmapSettings(
             **pick(args, "model", "method", "mpp", "size", "stride", "canvas_downsample", "min_tissue"),
-            **pick(args, "window", "batch_size", "workers", "threads", "overwrite"),
+            **pick(args, "window", "batch_size", "workers", "threads", "overwrite", "check_space"),
             tissue=TissueSettings(),
             exports=exports,
         )

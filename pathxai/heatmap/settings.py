@@ -101,6 +101,7 @@ class HeatmapSettings:
     opacity: float = 0.6
     probability_threshold: float = 0.5
     channels_last: bool = True
+    check_space: bool = True
 
     def __post_init__(self) -> None:
         if self.canvas_downsample < 1:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pathxai.atomic import write_text_atomic
+from pathxai.errors import OutOfSpaceError
 from pathxai.heatmap.compute import TileProgress
 from pathxai.heatmap.jobs import SlideJob, resolve_jobs
 from pathxai.heatmap.pool import ExplainPool
@@ -118,14 +119,20 @@ def _clean_stale_temporaries(out_dir: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _write_failures(out: Path, results: Sequence[SlideResult]) -> Path:
+def _write_failures(out: Path, results: Sequence[SlideResult], stopped: Sequence[SlideJob] = ()) -> Path:
+    """Write ``OUT/failures.json``; ``stopped`` lists the slides not run after running out of space."""
     failures = [
         {"slide_id": r.slide_id, "path": r.path, "error": r.error} for r in results if r.status == "failed"
     ]
+    report: dict[str, object] = {
+        "n_slides": len(results) + len(stopped),
+        "n_failed": len(failures),
+        "failures": failures,
+    }
+    if stopped:
+        report["stopped_out_of_space"] = [{"slide_id": j.slide_id, "path": j.path} for j in stopped]
     fpath = out / "failures.json"
-    write_text_atomic(
-        fpath, dumps({"n_slides": len(results), "n_failed": len(failures), "failures": failures})
-    )
+    write_text_atomic(fpath, dumps(report))
     return fpath
 
 
@@ -173,6 +180,9 @@ def heatmap_batch(
     ------
     OutputLockedError
         If another run holds ``out_dir``.
+    OutOfSpaceError
+        At the first slide that runs out of space (the batch stops there; finished slides are kept,
+        the unfinished one keeps its partial store, and the same call resumes once space is freed).
     """
     settings = settings or HeatmapSettings()
     out = Path(out_dir)
@@ -190,10 +200,19 @@ def heatmap_batch(
 
     with OutputLock(out):
         _clean_stale_temporaries(out)
-        if dask:
-            _run_on_dask(jobs, out, settings, dask, dask_workers, done)
-        else:
-            _run_locally(jobs, out, settings, on_start, progress, done)
+        try:
+            if dask:
+                _run_on_dask(jobs, out, settings, dask, dask_workers, done)
+            else:
+                _run_locally(jobs, out, settings, on_start, progress, done)
+        except OutOfSpaceError:
+            # The batch stops: the next slide would fail too. Finished slides are kept; the same
+            # command resumes once space is freed. Say so in failures.json if it still fits.
+            with contextlib.suppress(OSError):
+                _write_failures(
+                    out, results, stopped=[j for j in jobs if j.slide_id not in {r.slide_id for r in results}]
+                )
+            raise
         fpath = _write_failures(out, results)
     order = {j.slide_id: i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: order.get(r.slide_id, len(order)))

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from pathxai import __version__
-from pathxai.errors import PathXAIError
-from pathxai.heatmap.canvas import finalize_canvas
+from pathxai.atomic import SPACE_HINT, is_write_failure, space_message, write_failure_errno
+from pathxai.errors import OutOfSpaceError, PathXAIError
+from pathxai.heatmap.canvas import canvas_shape, finalize_canvas
 from pathxai.heatmap.compute import TileProgress, compute_tiles
 from pathxai.heatmap.exports import write_exports
 from pathxai.heatmap.jobs import SlideJob
@@ -31,10 +32,11 @@ from pathxai.heatmap.settings import (
     explain_spec,
     small_slide,
 )
+from pathxai.heatmap.space import check_space, estimate_space
 from pathxai.heatmap.summary import read_summary, write_summary
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, open_slide
-from pathxai.store.heatmap import HeatmapStore, final_path
+from pathxai.store.heatmap import HeatmapStore, final_path, partial_path
 from pathxai.store.resume import find_complete, open_run
 from pathxai.store.summary import store_summary
 from pathxai.tiling import SlideSource, tile_slide
@@ -143,6 +145,11 @@ def _compute_store(
         on_start(job.slide_id, len(grid.specs))
     n_classes, overwrite = len(card.classes), settings.overwrite
     tile_px = None if settings.method == NO_RELEVANCE else geometry.tile_px  # probabilities only
+    if settings.check_space:  # refuse a slide that clearly cannot fit before any of its work
+        resuming = partial_path(out, job.slide_id).exists() and not overwrite
+        shape = canvas_shape(grid, geometry.canvas_downsample)
+        need = estimate_space(len(grid.specs), n_classes, tile_px or 0, shape, settings.exports, resuming)
+        check_space(out, job.slide_id, need)
     run = open_run(out, job.slide_id, grid, expected, n_classes, tile_px, settings.batch_size, overwrite)
     try:
         batch_size = int(run.store.attrs.get("batch_size", settings.batch_size))
@@ -276,14 +283,32 @@ def _str_paths(paths: dict[str, Path]) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
+def _out_of_space(exc: BaseException, out_dir: str | Path) -> OutOfSpaceError | None:
+    """``exc`` as one :class:`OutOfSpaceError` if a failed write caused it, else ``None``."""
+    if not is_write_failure(exc):
+        return None
+    code = write_failure_errno(exc)
+    where = getattr(exc, "filename", None) or getattr(exc, "path", None) or str(out_dir)
+    if getattr(exc, "space_reported", False) and isinstance(exc, OSError):  # from pathxai.atomic
+        return OutOfSpaceError(str(exc.strerror), path=where, errno=code)
+    line = space_message(exc, where).split(": ", 1)[1]
+    return OutOfSpaceError(line, path=where, hint=SPACE_HINT, errno=code)
+
+
 def run_job(job: SlideJob, out_dir: str | Path, settings: HeatmapSettings, **kwargs: Any) -> SlideResult:
     """Run one job, turning any failure into a ``"failed"`` result (so one slide never stops a batch)."""
     try:
         return heatmap_slide(job.path, out_dir, settings, job.slide_id, job.slide_mpp, **kwargs)
-    except KeyboardInterrupt:
-        raise
-    except PathXAIError as exc:
-        return SlideResult(job.slide_id, job.path, "failed", error=str(exc))
+    except (KeyboardInterrupt, OutOfSpaceError):
+        raise  # out of space: the next slide would fail too, so the batch stops
+    except (OSError, PathXAIError) as exc:
+        full = _out_of_space(exc, out_dir)
+        if full is not None:
+            raise full from exc
+        if isinstance(exc, PathXAIError):
+            return SlideResult(job.slide_id, job.path, "failed", error=str(exc))
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return SlideResult(job.slide_id, job.path, "failed", error=f"unexpected error: {tb}")
     except Exception as exc:  # an unexpected bug on one slide must not stop the others
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return SlideResult(job.slide_id, job.path, "failed", error=f"unexpected error: {tb}")

@@ -26,10 +26,23 @@ at worst a batch without markers, and HDF5's metadata is never being rewritten. 
 modifies the partial file: the complete store is written to a temporary file that is renamed to
 ``DIR/<slide_id>.h5`` (:func:`pathxai.atomic.atomic_path`) before the partial file is removed.
 Nothing half-written ever carries the final name.
+
+A full disk. Every file written here goes through :mod:`pathxai.store.guarded`: the HDF5 library
+never sees the failed write (which left it unable to close the file and crashed the interpreter at
+exit), and the run gets one :class:`~pathxai.errors.OutOfSpaceError`. The partial store's bytes are
+allocated on disk when it is created (:func:`~pathxai.store.guarded.reserve`), so a slide that cannot
+fit fails at its start, not after its tiles; a failed batch write raises before its ``/done``
+markers are set, and a failed finalisation leaves no final store (its partial store is kept).
+
+Checksums. The complete store records, in the ``checksums`` attribute (JSON), the sha256 of every
+dataset's values (hashed while finalising, never per tile) and of its other attributes; its datasets
+also carry HDF5 Fletcher-32 checksums per chunk, verified on every read.
+:func:`pathxai.store.verify.verify_store` checks them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -43,10 +56,12 @@ import numpy as np
 from pathxai.atomic import atomic_path
 from pathxai.errors import StoreError
 from pathxai.store.compat import MATCH_KEYS, attr_value, check_compatible, check_same_slide, plain
+from pathxai.store.guarded import GuardedFile, open_guarded, reserve
 from pathxai.store.layout import (
     CANVAS_LAYERS,
     PER_TILE,
     RELEVANCE_DATASETS,
+    Digests,
     copy_per_tile,
     create_canvas_layers,
     early_dcpl,
@@ -57,6 +72,7 @@ __all__ = [
     "HEATMAP_SCHEMA",
     "MATCH_KEYS",
     "HeatmapStore",
+    "attrs_digest",
     "final_path",
     "partial_path",
 ]
@@ -74,16 +90,28 @@ def partial_path(directory: str | Path, slide_id: str) -> Path:
     return Path(directory) / f"{slide_id}.partial.h5"
 
 
+def _first_line(exc: BaseException) -> str:
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+
+
+def attrs_digest(attrs: Mapping[str, Any]) -> str:
+    """sha256 of a store's attributes (as plain values, sorted), leaving out ``checksums`` itself."""
+    items = {k: plain(v) for k, v in attrs.items() if k != "checksums"}
+    text = json.dumps(items, sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class HeatmapStore:
     """A heatmap store: a writable partial run, or a read-only complete (or partial) file.
 
     Build one with :meth:`create`, :meth:`resume` or :meth:`open`; use it as a context manager.
     """
 
-    def __init__(self, h5: h5py.File, path: Path, writable: bool) -> None:
+    def __init__(self, h5: h5py.File, path: Path, writable: bool, guard: GuardedFile | None = None) -> None:
         self._h5: h5py.File | None = h5
         self.path = path
         self.writable = writable
+        self._guard = guard
         self._per_tile: dict[str, h5py.Dataset] | None = None
 
     # ---- construction -----------------------------------------------------------------
@@ -131,7 +159,7 @@ class HeatmapStore:
         # it never leaves an unreadable partial store (stale ``.*.part*`` files are cleaned up).
         tmp = path.with_name(f".{path.name}.part")
         try:
-            h5 = h5py.File(tmp, "w")
+            h5, guard = open_guarded(tmp, "w")
         except OSError as exc:
             raise StoreError(f"cannot create the store ({exc})", path=path) from exc
         try:
@@ -152,13 +180,18 @@ class HeatmapStore:
             h5.create_dataset("done", data=np.zeros(n, dtype=bool))
             h5.create_dataset("failed", data=np.zeros(n, dtype=bool))
             h5.close()
+            guard.close()
+            guard.raise_if_failed(path=path)
+            # the whole store on disk now: a slide that cannot fit fails before its tiles
+            reserve(tmp, name=path)
             os.replace(tmp, path)
-            h5 = h5py.File(path, "r+")
+            h5, guard = open_guarded(path, "r+")
         except BaseException:
             h5.close()
+            guard.close()
             tmp.unlink(missing_ok=True)
             raise
-        return cls(h5, path, writable=True)
+        return cls(h5, path, writable=True, guard=guard)
 
     @classmethod
     def open(cls, path: str | Path) -> HeatmapStore:
@@ -196,25 +229,42 @@ class HeatmapStore:
     def _open(cls, path: Path, mode: str) -> HeatmapStore:
         if not path.is_file():
             raise StoreError("no such heatmap store", path=path)
+        guard: GuardedFile | None = None
         try:
-            h5 = h5py.File(path, mode)
+            if mode == "r":
+                h5 = h5py.File(path, mode)
+            else:
+                h5, guard = open_guarded(path, mode)
         except OSError as exc:
             raise StoreError(
-                f"unreadable HDF5 file ({exc})",
+                f"unreadable HDF5 file, probably truncated or damaged ({_first_line(exc)})",
                 path=path,
                 hint="delete it and rerun, or rerun with --overwrite",
             ) from exc
-        schema = plain(h5.attrs.get("schema"))
-        if schema != HEATMAP_SCHEMA:
-            h5.close()
-            raise StoreError(
-                f"not a pathxai heatmap store (schema {schema!r}, expected {HEATMAP_SCHEMA!r})", path=path
-            )
-        missing = [k for k in PER_TILE if k not in h5 and k not in RELEVANCE_DATASETS]
-        if missing:
-            h5.close()
-            raise StoreError(f"heatmap store lacks datasets {missing}", path=path)
-        return cls(h5, path, writable=mode != "r")
+        store = cls(h5, path, writable=mode != "r", guard=guard)
+        try:
+            schema = plain(h5.attrs.get("schema"))
+            if schema != HEATMAP_SCHEMA:
+                raise StoreError(
+                    f"not a pathxai heatmap store of this version (schema {schema!r}, expected {HEATMAP_SCHEMA!r})",
+                    path=path,
+                    hint="rerun with --overwrite to rebuild it",
+                )
+            missing = [k for k in PER_TILE if k not in h5 and k not in RELEVANCE_DATASETS]
+            if missing:
+                raise StoreError(
+                    f"heatmap store lacks datasets {missing}",
+                    path=path,
+                    hint="rerun with --overwrite to rebuild it",
+                )
+        except BaseException as exc:
+            store.close()
+            if isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)):  # damaged metadata
+                raise StoreError(
+                    f"damaged HDF5 file ({_first_line(exc)})", path=path, hint="delete it and rerun"
+                ) from exc
+            raise
+        return store
 
     @staticmethod
     def progress(path: str | Path) -> tuple[int, int]:
@@ -236,11 +286,19 @@ class HeatmapStore:
         return self._h5
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (a write failure is raised by the write that met it, not here)."""
         self._per_tile = None
         if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+            try:
+                self._h5.close()
+            finally:
+                self._h5 = None
+                if self._guard is not None:
+                    self._guard.close()
+
+    def _raise_if_write_failed(self) -> None:
+        if self._guard is not None:
+            self._guard.raise_if_failed()
 
     def __enter__(self) -> Self:
         return self
@@ -443,8 +501,10 @@ class HeatmapStore:
         if failed is not None:
             ds["failed"][start : start + b] = np.asarray(failed, bool)
         h5.flush()
+        self._raise_if_write_failed()  # never mark tiles done whose results did not reach the disk
         ds["done"][start : start + b] = True
         h5.flush()
+        self._raise_if_write_failed()
 
     def finalize(
         self,
@@ -480,7 +540,6 @@ class HeatmapStore:
         Path
             ``target``.
         """
-        src = self.h5
         if not bool(np.all(self.done)):
             raise StoreError(
                 f"cannot finalise: {int((~self.done).sum())} of {self.n_tiles} tiles are not done",
@@ -488,21 +547,54 @@ class HeatmapStore:
             )
         target = Path(target)
         h, w = canvas_shape
-        with atomic_path(target) as tmp, h5py.File(tmp, "w") as out:
-            for key, value in src.attrs.items():
-                out.attrs[key] = value
-            copy_per_tile(src, out, tile_chunk)
-            layers = tuple(la for la in CANVAS_LAYERS if la != "relevance" or self.has_relevance)
-            create_canvas_layers(out, h, w, levels, layers)
-            for layer, level, row0, rows in bands:
-                out[f"{layer}/{level}"][row0 : row0 + rows.shape[0]] = rows
-            extra = attrs() if callable(attrs) else (attrs or {})
-            for key, value in dict(extra).items():
-                out.attrs[key] = attr_value(value)
-            out.attrs["status"] = "complete"
-            out.attrs["levels"] = levels
-            out.attrs["canvas_height"] = h
-            out.attrs["canvas_width"] = w
+        with atomic_path(target) as tmp:
+            out, guard = open_guarded(tmp, "w")
+            try:
+                self._write_complete(out, guard, h, w, levels, bands, attrs, tile_chunk)
+            except BaseException:
+                out.close()
+                guard.close()
+                guard.raise_if_failed(path=target)  # the failed write caused whatever followed it
+                raise
+            out.close()
+            guard.close()
+            guard.raise_if_failed(path=target)
         self.close()
         self.path.unlink(missing_ok=True)
         return target
+
+    def _write_complete(
+        self,
+        out: h5py.File,
+        guard: GuardedFile,
+        h: int,
+        w: int,
+        levels: int,
+        bands: Iterable[tuple[str, int, int, np.ndarray]],
+        attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
+        tile_chunk: int,
+    ) -> None:
+        """Write the complete store into ``out``, hashing each dataset as it is written."""
+        src = self.h5
+        digests = Digests()
+        for key, value in src.attrs.items():
+            out.attrs[key] = value
+        copy_per_tile(src, out, tile_chunk, digests)
+        guard.raise_if_failed()
+        layers = tuple(la for la in CANVAS_LAYERS if la != "relevance" or self.has_relevance)
+        create_canvas_layers(out, h, w, levels, layers)
+        for layer, level, row0, rows in bands:
+            name = f"{layer}/{level}"
+            out[name][row0 : row0 + rows.shape[0]] = rows
+            digests.add(name, row0, rows, np.float32)
+            guard.raise_if_failed()  # stop at the first failed write
+        extra = attrs() if callable(attrs) else (attrs or {})
+        for key, value in dict(extra).items():
+            out.attrs[key] = attr_value(value)
+        out.attrs["status"] = "complete"
+        out.attrs["levels"] = levels
+        out.attrs["canvas_height"] = h
+        out.attrs["canvas_width"] = w
+        out.attrs["checksums"] = json.dumps(
+            {"datasets": digests.result(), "attrs": attrs_digest(out.attrs)}, sort_keys=True
+        )

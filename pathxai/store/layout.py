@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import h5py
@@ -13,8 +14,10 @@ __all__ = [
     "NO_RELEVANCE",
     "PER_TILE",
     "RELEVANCE_DATASETS",
+    "Digests",
     "copy_per_tile",
     "create_canvas_layers",
+    "dataset_digest",
     "early_dcpl",
 ]
 
@@ -31,8 +34,10 @@ NO_RELEVANCE = "none"
 #: What a probability-only store (method ``"none"``) lacks: the per-tile and the stitched relevance.
 RELEVANCE_DATASETS = ("tile_relevance", "relevance")
 
-#: Compression of a complete store's datasets (fast gzip on shuffled bytes).
-GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+#: Compression of a complete store's datasets (fast gzip on shuffled bytes), with a Fletcher-32
+#: checksum per chunk that HDF5 verifies on every read (a flipped bit fails the read, never
+#: returns wrong numbers).
+GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True, "fletcher32": True}
 
 
 def early_dcpl() -> h5py.h5p.PropDCID:
@@ -43,8 +48,11 @@ def early_dcpl() -> h5py.h5p.PropDCID:
     return dcpl
 
 
-def copy_per_tile(src: h5py.File, out: h5py.File, tile_chunk: int) -> None:
-    """Copy the per-tile datasets of a partial store, compressed, ``tile_chunk`` tiles per chunk."""
+def copy_per_tile(src: h5py.File, out: h5py.File, tile_chunk: int, digests: Digests | None = None) -> None:
+    """Copy the per-tile datasets of a partial store, compressed, ``tile_chunk`` tiles per chunk.
+
+    ``digests`` (if given) receives each dataset's bytes in order (:class:`Digests`).
+    """
     n = int(src["coords"].shape[0])
     chunk = max(1, min(n, tile_chunk))
     for name in PER_TILE:
@@ -56,7 +64,10 @@ def copy_per_tile(src: h5py.File, out: h5py.File, tile_chunk: int) -> None:
             kwargs["chunks"] = (chunk, *ds.shape[1:]) if ds.shape[1:] else (max(1, min(n, 4096)),)
         dst = out.create_dataset(name, shape=ds.shape, dtype=ds.dtype, **kwargs)
         for i in range(0, n, 4096):
-            dst[i : i + 4096] = ds[i : i + 4096]
+            block = ds[i : i + 4096]
+            dst[i : i + 4096] = block
+            if digests is not None:
+                digests.add(name, i, block)
 
 
 def create_canvas_layers(
@@ -77,3 +88,49 @@ def create_canvas_layers(
                 fillvalue=np.nan,
                 **(GZIP if lh and lw else {}),
             )
+
+
+class Digests:
+    """sha256 of datasets written row block by row block, in order (hashed as they are written).
+
+    A dataset whose blocks do not arrive in row order gets no digest (:meth:`result` leaves it out).
+    """
+
+    def __init__(self) -> None:
+        self._hash: dict[str, Any] = {}
+        self._next_row: dict[str, int] = {}
+        self._broken: set[str] = set()
+
+    def add(self, name: str, row0: int, rows: np.ndarray, dtype: Any = None) -> None:
+        """Hash ``rows`` (the dataset's rows from ``row0``, in its ``dtype``)."""
+        if name in self._broken:
+            return
+        if self._next_row.get(name, 0) != row0:
+            self._broken.add(name)
+            self._hash.pop(name, None)
+            return
+        arr = np.ascontiguousarray(rows, dtype=dtype if dtype is not None else rows.dtype)
+        self._hash.setdefault(name, hashlib.sha256()).update(arr.tobytes())
+        self._next_row[name] = row0 + (arr.shape[0] if arr.ndim else 1)
+
+    def result(self) -> dict[str, str]:
+        """``{dataset: hex sha256}`` of the datasets hashed in order."""
+        return {name: h.hexdigest() for name, h in sorted(self._hash.items())}
+
+
+def dataset_digest(ds: h5py.Dataset, rows_per_read: int = 4096) -> str:
+    """sha256 of a dataset's values read back in row order (as :class:`Digests` hashed them)."""
+    h = hashlib.sha256()
+    if ds.ndim == 0:
+        h.update(np.ascontiguousarray(ds[()]).tobytes())
+        return h.hexdigest()
+    n = ds.shape[0]
+    step = max(
+        1,
+        rows_per_read
+        if ds.ndim <= 1
+        else max(1, (1 << 24) // max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:])))),
+    )
+    for i in range(0, n, step):
+        h.update(np.ascontiguousarray(ds[i : i + step]).tobytes())
+    return h.hexdigest()
