@@ -10,6 +10,9 @@ puts the relevance back. Slide cohorts read the :class:`~pathxai.store.HeatmapSt
 
 from __future__ import annotations
 
+import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -161,7 +164,12 @@ def heat_to_npz(path: Path, heat: Heat, key: str) -> None:
 
 
 def heat_from_npz(path: Path, key: str) -> Heat | None:
-    """The cached heat of ``path`` when it was made under ``key``, else ``None`` (also for a broken file)."""
+    """The cached heat of ``path`` when it was made under ``key``, else ``None``.
+
+    A damaged cache file (cut short, a flipped bit failing the zip's CRC-32, not a zip at all) also
+    gives ``None`` with a warning naming it, so the caller recomputes and rewrites it: it is never
+    read as valid.
+    """
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) != key:
@@ -172,7 +180,14 @@ def heat_from_npz(path: Path, key: str) -> Heat | None:
                 for (y, x), p, s in zip(z["yx"], z["probs"], z["small"], strict=True)
             )
             return Heat(np.asarray(z["relevance"]), float(z["probability"]), tiles, str(z["method"]))
-    except (OSError, KeyError, ValueError):
+    except KeyError:
+        return None  # an older cache layout: recomputed
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        warnings.warn(
+            f"{path}: damaged heatmap cache ({type(exc).__name__}: {exc}); recomputing it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
 
 

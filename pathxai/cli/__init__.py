@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "heatmap",
     "explain_eval",
+    "verify",
     "audit",
     "prune",
     "demo",

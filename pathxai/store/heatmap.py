@@ -344,27 +344,27 @@ class HeatmapStore:
     @property
     def coords(self) -> np.ndarray:
         """``(N, 2)`` int64 level-0 tile origins."""
-        return np.asarray(self.h5["coords"][...])
+        return self._read("coords")
 
     @property
     def m_coords(self) -> np.ndarray:
         """``(N, 2)`` int64 tile origins at the tile mpp."""
-        return np.asarray(self.h5["m_coords"][...])
+        return self._read("m_coords")
 
     @property
     def t_index(self) -> np.ndarray:
         """``(N, 2)`` int32 tile ``(column, row)``."""
-        return np.asarray(self.h5["t_index"][...])
+        return self._read("t_index")
 
     @property
     def tissue(self) -> np.ndarray:
         """``(N,)`` tissue fractions."""
-        return np.asarray(self.h5["tissue"][...])
+        return self._read("tissue")
 
     @property
     def probabilities(self) -> np.ndarray:
         """``(N, C)`` float32 class probabilities per tile (NaN for unreadable or unfinished tiles)."""
-        probs = np.asarray(self.h5["probabilities"][...])
+        probs = self._read("probabilities")
         if self.attrs.get("status") != "complete":
             probs[~self.done] = np.nan
         return probs
@@ -372,12 +372,12 @@ class HeatmapStore:
     @property
     def done(self) -> np.ndarray:
         """``(N,)`` bool: tiles whose results are stored."""
-        return np.asarray(self.h5["done"][...])
+        return self._read("done")
 
     @property
     def failed(self) -> np.ndarray:
         """``(N,)`` bool: tiles that could not be read."""
-        return np.asarray(self.h5["failed"][...])
+        return self._read("failed")
 
     @property
     def has_relevance(self) -> bool:
@@ -397,12 +397,29 @@ class HeatmapStore:
         Raises
         ------
         StoreError
-            For a probability-only store (:attr:`has_relevance` is False).
+            For a probability-only store (:attr:`has_relevance` is False), or a damaged one.
         """
         if not self.has_relevance:
             raise self._no_relevance()
-        ds = self.h5["tile_relevance"]
-        return np.asarray(ds[...] if index is None else ds[index])
+        return self._read("tile_relevance", ... if index is None else index)
+
+    def _read(
+        self,
+        name: str,
+        index: Any = ...,
+        layer: tuple[str, int] | None = None,
+        dataset: h5py.Dataset | None = None,
+    ) -> np.ndarray:
+        """Read ``name[index]``; a damaged file (a chunk failing its checksum) raises :class:`StoreError`."""
+        ds = dataset if dataset is not None else self._layer(*layer) if layer is not None else self.h5[name]
+        try:
+            return np.asarray(ds[index])
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise StoreError(
+                f"damaged store: /{name} cannot be read ({_first_line(exc)})",
+                path=self.path,
+                hint="check it with 'pathxai verify', then rebuild it: delete it or rerun with --overwrite",
+            ) from exc
 
     # ---- canvases ----------------------------------------------------------------------
     @property
@@ -441,15 +458,15 @@ class HeatmapStore:
 
     def relevance(self, level: int = 0) -> np.ndarray:
         """Stitched relevance of a pyramid level (NaN where no tile)."""
-        return np.asarray(self._layer("relevance", level)[...])
+        return self._read(f"relevance/{level}", layer=("relevance", level))
 
     def probability(self, level: int = 0) -> np.ndarray:
         """Stitched tumour probability of a pyramid level (NaN where no tile)."""
-        return np.asarray(self._layer("probability", level)[...])
+        return self._read(f"probability/{level}", layer=("probability", level))
 
     def count(self) -> np.ndarray:
         """Overlap weights of level 0."""
-        return np.asarray(self._layer("count", 0)[...])
+        return self._read("count/0", layer=("count", 0))
 
     def region(self, level: int, c_x: int, c_y: int, w: int, h: int, layer: str = "relevance") -> np.ndarray:
         """Read a ``h x w`` window of a layer at ``level`` with top-left ``(c_x, c_y)``.
@@ -465,7 +482,9 @@ class HeatmapStore:
         H, W = ds.shape
         x0, y0, x1, y1 = max(c_x, 0), max(c_y, 0), min(c_x + w, W), min(c_y + h, H)
         if x0 < x1 and y0 < y1:
-            out[y0 - c_y : y1 - c_y, x0 - c_x : x1 - c_x] = ds[y0:y1, x0:x1]
+            out[y0 - c_y : y1 - c_y, x0 - c_x : x1 - c_x] = self._read(
+                f"{layer}/{level}", np.s_[y0:y1, x0:x1], dataset=ds
+            )
         return out
 
     # ---- writing -------------------------------------------------------------------------
