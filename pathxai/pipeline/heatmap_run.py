@@ -296,7 +296,11 @@ def _out_of_space(exc: BaseException, out_dir: str | Path) -> OutOfSpaceError | 
 
 
 def run_job(job: SlideJob, out_dir: str | Path, settings: HeatmapSettings, **kwargs: Any) -> SlideResult:
-    """Run one job, turning any failure into a ``"failed"`` result (so one slide never stops a batch)."""
+    """Run one job, turning any failure into a ``"failed"`` result (so one slide never stops a batch).
+
+    Except a full disk: a failed write (ENOSPC, EDQUOT, EIO), whatever raised it, comes out as one
+    :class:`~pathxai.errors.OutOfSpaceError`, which stops the batch (the next slide would fail too).
+    """
     try:
         return heatmap_slide(job.path, out_dir, settings, job.slide_id, job.slide_mpp, **kwargs)
     except (KeyboardInterrupt, OutOfSpaceError):
