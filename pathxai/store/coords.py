@@ -26,6 +26,7 @@ import numpy as np
 from pathxai.atomic import atomic_path
 from pathxai.errors import StoreError
 from pathxai.geometry import Grid, make_spec
+from pathxai.store.guarded import open_guarded
 
 COORDS_SCHEMA = "pathxai.coords/1"
 
@@ -61,20 +62,26 @@ def write_coords(path: str | Path, grid: Grid, attrs: Mapping[str, Any] | None =
     for key, value in (attrs or {}).items():
         meta[key] = json.dumps(value) if isinstance(value, (dict, list)) else ("" if value is None else value)
     n = len(grid.specs)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        ds = h5.create_dataset(
-            "coords", data=grid.coords(), maxshape=(None, 2), chunks=(max(1, min(n, 4096)), 2)
-        )
-        h5.create_dataset("m_coords", data=grid.m_coords(), maxshape=(None, 2), chunks=ds.chunks)
-        t_index = np.array([(s.t_col, s.t_row) for s in grid.specs], dtype=np.int32).reshape(-1, 2)
-        h5.create_dataset("t_index", data=t_index, maxshape=(None, 2), chunks=ds.chunks)
-        h5.create_dataset("tissue", data=grid.tissue.astype(np.float32), maxshape=(None,))
-        # CLAM's attributes: patch_size is the level-0 side; patch_level 0 (we resize from level 0's frame).
-        meta["patch_size"] = meta["l0_patch_size"]
-        meta["patch_level"] = 0
-        for key, value in meta.items():
-            ds.attrs[key] = value
-            h5.attrs[key] = value
+    with atomic_path(path) as tmp:
+        h5, guard = open_guarded(tmp, "w")  # a full disk: one OutOfSpaceError, never a crash at exit
+        try:
+            ds = h5.create_dataset(
+                "coords", data=grid.coords(), maxshape=(None, 2), chunks=(max(1, min(n, 4096)), 2)
+            )
+            h5.create_dataset("m_coords", data=grid.m_coords(), maxshape=(None, 2), chunks=ds.chunks)
+            t_index = np.array([(s.t_col, s.t_row) for s in grid.specs], dtype=np.int32).reshape(-1, 2)
+            h5.create_dataset("t_index", data=t_index, maxshape=(None, 2), chunks=ds.chunks)
+            h5.create_dataset("tissue", data=grid.tissue.astype(np.float32), maxshape=(None,))
+            # CLAM's attributes: patch_size is the level-0 side; patch_level 0 (we resize from level 0's frame).
+            meta["patch_size"] = meta["l0_patch_size"]
+            meta["patch_level"] = 0
+            for key, value in meta.items():
+                ds.attrs[key] = value
+                h5.attrs[key] = value
+        finally:
+            h5.close()
+            guard.close()
+        guard.raise_if_failed(path=path)
     return path
 
 
