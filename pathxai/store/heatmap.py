@@ -95,8 +95,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def attrs_digest(attrs: Mapping[str, Any]) -> str:
-    """sha256 of a store's attributes (as plain values, sorted), leaving out ``checksums`` itself."""
-    items = {k: plain(v) for k, v in attrs.items() if k != "checksums"}
+    """sha256 of a store's attributes (as plain values, sorted), leaving out ``checksums`` itself.
+
+    ``created`` (a timestamp) is left out too, so the same results give the same checksums in every run.
+    """
+    items = {k: plain(v) for k, v in attrs.items() if k not in ("checksums", "created")}
     text = json.dumps(items, sort_keys=True, default=str, allow_nan=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
