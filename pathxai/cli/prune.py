@@ -68,7 +68,44 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--ig-steps", type=positive_int, default=16, help="integrated-gradients steps (criterion ig)"
     )
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads for the run")
+    _stability(p)
     add_quiet(p)
+
+
+def _stability(p: argparse.ArgumentParser) -> None:
+    """Options that keep a pruned network working without fine-tuning (recorded in every sweep row)."""
+    p.add_argument(
+        "--no-bn-recalibrate",
+        dest="bn_recalibrate",
+        action="store_false",
+        help="keep the unpruned network's BatchNorm statistics (default: re-estimate them after each "
+        "step on the reference images' patches, inputs only, no labels, no gradient steps)",
+    )
+    p.add_argument(
+        "--bn-tiles-per-image",
+        type=non_negative_int,
+        default=8,
+        help="patches per reference image for the BatchNorm re-estimation (0: all)",
+    )
+    p.add_argument(
+        "--normalizer",
+        choices=("none", "mean", "max", "sum"),
+        default="none",
+        help="per-layer score normalisation (matters with --global)",
+    )
+    p.add_argument(
+        "--relevance",
+        choices=("abs", "signed"),
+        default="abs",
+        help="pool data-driven channel scores as mean |score| or mean signed score",
+    )
+    p.add_argument(
+        "--lrp-rules",
+        choices=("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1_flat"),
+        default="epsilon_plus_flat",
+        help="LRP composite of the lrp criterion",
+    )
+    p.add_argument("--lrp-gamma", type=positive_float, default=0.25, help="gamma of epsilon_gamma_box")
 
 
 HELP = "remove the least relevant channels of a model (LRP or baseline criteria)"
@@ -109,6 +146,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--ratios", type=_ratios, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     s.add_argument("--finetune-ratios", type=_ratios, default=None, help="ratios repeated with fine-tuning")
     s.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    s.add_argument(
+        "--pxp",
+        action="store_true",
+        help="PxP protocol: rates 0-95%% in 5%% steps, no fine-tuning, no drift; writes OUT/pxp.csv "
+        "(area under the AUC-vs-rate curve per criterion and seed) and OUT/pxp.png",
+    )
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(func=run_sweep)
 
@@ -125,6 +168,12 @@ def _settings(args: argparse.Namespace, **extra: Any) -> PruneSettings:
         finetune_lr=args.finetune_lr,
         drift_patches=args.drift_patches,
         ig_steps=args.ig_steps,
+        bn_recalibrate=args.bn_recalibrate,
+        bn_tiles_per_image=args.bn_tiles_per_image,
+        normalizer=None if args.normalizer == "none" else args.normalizer,
+        relevance=args.relevance,
+        lrp_method="lrp" if args.lrp_rules == "epsilon_plus_flat" else f"lrp_{args.lrp_rules}",
+        lrp_gamma=args.lrp_gamma,
         **extra,
     )
 
@@ -210,6 +259,13 @@ def run_sweep(args: argparse.Namespace) -> int:
         finetune_ratios=args.finetune_ratios,
         settings=dataclasses.replace(settings, finetune_epochs=0.0),  # per row instead
         progress=not args.quiet,
+        pxp=args.pxp,
     )
     print(f"sweep written to {result.csv} and {result.plot}")
+    if result.pxp_csv is not None:
+        from pathxai.prune.pxp import pxp_table
+
+        for crit, mean, sd, n in pxp_table(result.pxp_areas):
+            print(f"PxP area {crit:10s} {mean:.3f} ± {sd:.3f} ({n} run{'s' if n > 1 else ''})")
+        print(f"PxP areas written to {result.pxp_csv}")
     return 0

@@ -29,8 +29,9 @@ Methods
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -251,11 +252,16 @@ def _lrp(
 
 
 def _lrp_fast(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    names: Sequence[str],
+    lrp_method: str = "lrp",
+    lrp_options: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     from pathxai.explain.explainer import Explainer
 
-    with Explainer(model, "lrp") as explainer:
+    with Explainer(model, lrp_method, **dict(lrp_options or {})) as explainer:
         prepared = explainer.model  # BatchNorm fused into the convolutions: their output is the filter's
         named = dict(prepared.named_modules())
         missing = [n for n in names if n not in named]
@@ -335,6 +341,8 @@ def filter_scores(
     fast: bool = True,
     ig_steps: int = 16,
     baseline: torch.Tensor | None = None,
+    lrp_method: str = "lrp",
+    lrp_options: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Attribute a decision to the output channels of layers.
 
@@ -359,6 +367,10 @@ def filter_scores(
         Riemann steps of the integrated-gradients path.
     baseline
         The integrated-gradients baseline input (zeros, i.e. the normalisation mean, by default).
+    lrp_method, lrp_options
+        For the fast ``lrp`` path: the registered LRP method (``"lrp"`` = ``EpsilonPlusFlat``,
+        ``"lrp_epsilon_gamma_box"``, ``"lrp_epsilon_alpha2_beta1_flat"``) and its rule parameters
+        (``gamma``, ``epsilon``, ``stabilizer``).
 
     Returns
     -------
@@ -379,7 +391,7 @@ def filter_scores(
     if not names:
         return {}
     if method == "lrp" and composite is None and fast:
-        return _lrp_fast(model, inputs, targets_t, names)
+        return _lrp_fast(model, inputs, targets_t, names, lrp_method, lrp_options)
     measured = measurement_modules(model, inputs[:1].detach())
     modules = {n: measured[n] for n in names}
     if method == "lrp":

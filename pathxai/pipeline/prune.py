@@ -25,7 +25,9 @@ from tqdm.auto import tqdm
 from pathxai.model.io import load_model_with_card
 from pathxai.prune import CRITERIA, check_ratio, compose_plans
 from pathxai.prune.data import load_prune_data
+from pathxai.prune.engine import feasible_ratios
 from pathxai.prune.heldout import measure_drift
+from pathxai.prune.pxp import PXP_RATES, PxpArea, pxp_areas, write_pxp_csv
 from pathxai.prune.report import ManifestStudy, PruneReport, finite, summary
 from pathxai.prune.runner import measured_metrics, prune_once
 from pathxai.prune.save import pruned_card, save_pruned_model
@@ -51,6 +53,8 @@ class SweepResult:
     csv: Path
     plot: Path
     new_rows: int
+    pxp_csv: Path | None = None
+    pxp_areas: tuple[PxpArea, ...] = ()
 
 
 def _check_criterion(criterion: str) -> None:
@@ -163,6 +167,7 @@ def prune_sweep(
     finetune_ratios: Sequence[float] | None = None,
     settings: PruneSettings | None = None,
     progress: bool = True,
+    pxp: bool = False,
 ) -> SweepResult:
     """AUC/accuracy versus fraction of channels pruned for several criteria, seeds and fine-tuning.
 
@@ -170,12 +175,19 @@ def prune_sweep(
     ``finetune_epochs > 0`` the ``finetune_ratios`` are repeated with fine-tuning. Rows already in
     ``out_dir/sweep.csv`` are skipped (the sweep resumes); the plot ``sweep.png`` is redrawn at the end.
 
+    With ``pxp`` the PxP protocol (:mod:`pathxai.prune.pxp`) replaces ``ratios``: rates 5-95 % in 5 %
+    steps (up to the largest that leaves every layer a channel), no fine-tuning, no heatmap drift; ``out_dir/pxp.csv`` holds the area under the
+    AUC-vs-rate curve per criterion and seed, ``out_dir/pxp.png`` the curves.
+
     Returns
     -------
     SweepResult
         The CSV file, the plot and the number of rows added.
     """
     settings = settings or PruneSettings()
+    if pxp:
+        finetune_epochs = 0.0
+        settings = dataclasses.replace(settings, drift_patches=0, finetune_epochs=0.0)
     for c in criteria:
         _check_criterion(c)
     ratios = [check_ratio(r) for r in ratios]
@@ -186,10 +198,19 @@ def prune_sweep(
     out.mkdir(parents=True, exist_ok=True)
     table = SweepTable(out / "sweep.csv")
     model, card = load_model_with_card(model_path)
+    if pxp:  # a model too narrow for 95 % (a layer would lose every channel) stops earlier
+        ratios = feasible_ratios(model, card.input_size, PXP_RATES[1:])
     data = load_prune_data(
         card, manifest_path, data_root, heldout_stride=settings.heldout_stride, progress=progress
     )
-    jobs = sweep_jobs(criteria, seeds, ratios, finetune_epochs, ft_ratios)
+    jobs = sweep_jobs(
+        criteria,
+        seeds,
+        ratios,
+        finetune_epochs,
+        ft_ratios,
+        variant=settings.variant(),
+    )
     drift_cache: dict[str, np.ndarray] = {}
     if BASELINE.key not in table.done:
         table.add(baseline_row(model, data, settings, drift_cache))
@@ -205,4 +226,14 @@ def prune_sweep(
             )
         )
     bar.close()
-    return SweepResult(csv=table.path, plot=plot_sweep(table.path, out / "sweep.png"), new_rows=len(todo))
+    plot = plot_sweep(table.path, out / ("pxp.png" if pxp else "sweep.png"))
+    if not pxp:
+        return SweepResult(csv=table.path, plot=plot, new_rows=len(todo))
+    areas = tuple(pxp_areas(table.rows, rates=(0.0, *ratios), variant=settings.variant()))
+    return SweepResult(
+        csv=table.path,
+        plot=plot,
+        new_rows=len(todo),
+        pxp_csv=write_pxp_csv(out / "pxp.csv", areas),
+        pxp_areas=areas,
+    )

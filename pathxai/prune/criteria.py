@@ -25,6 +25,7 @@ from pathxai.explain.filters import filter_scores
 
 __all__ = [
     "CRITERIA",
+    "RELEVANCE_MODES",
     "DataImportance",
     "GroupScorer",
     "RandomImportance",
@@ -32,6 +33,9 @@ __all__ = [
     "WeightNormImportance",
     "make_importance",
 ]
+
+#: How per-sample channel scores are pooled: mean of absolute values, or mean of signed values.
+RELEVANCE_MODES = ("abs", "signed")
 
 #: Reference data: ``(inputs (N, 3, H, W), targets (N,))`` batches, already preprocessed.
 ReferenceBatches = Sequence[tuple[torch.Tensor, torch.Tensor]]
@@ -164,6 +168,10 @@ class DataImportance(GroupScorer):
         ``"lrp"``, ``"ig"``, ``"gradient"`` or ``"taylor"`` (see :mod:`pathxai.explain.filters`).
     normalizer
         See :class:`GroupScorer`.
+    relevance
+        ``"abs"``: a channel's score is the mean over samples of the absolute per-sample score (the
+        default); ``"signed"``: the mean of the signed scores (channels whose contribution speaks
+        *against* the true class rank lowest and go first).
     scores
         Precomputed channel scores by layer name (e.g. from :attr:`scores` of the same criterion on
         an identical model); the first pruning step then skips the attribution pass.
@@ -173,7 +181,7 @@ class DataImportance(GroupScorer):
     Attributes
     ----------
     scores
-        Layer name -> mean absolute attribution per output channel, for the current network.
+        Layer name -> mean (absolute or signed) attribution per output channel, for the current network.
     fresh
         Whether :attr:`scores` describe the current network; the pruning engine clears it after
         each step so the next step recomputes.
@@ -186,11 +194,15 @@ class DataImportance(GroupScorer):
         method: str,
         normalizer: str | None = None,
         scores: Mapping[str, torch.Tensor] | None = None,
+        relevance: str = "abs",
         **method_options: Any,
     ) -> None:
         super().__init__(normalizer)
         if not reference:
             raise ValueError(f"criterion {method!r} needs a non-empty reference set")
+        if relevance not in RELEVANCE_MODES:
+            raise ValueError(f"relevance must be one of {RELEVANCE_MODES}, got {relevance!r}")
+        self.relevance = relevance
         self.name = method
         self.model = model
         self.reference = list(reference)
@@ -222,7 +234,8 @@ class DataImportance(GroupScorer):
                         **self.method_options,
                     )
                     for name, value in per.items():
-                        part = value.detach().abs().double().sum(0)
+                        value = value.detach().double()
+                        part = (value.abs() if self.relevance == "abs" else value).sum(0)
                         sums[name] = part if name not in sums else sums[name] + part
         finally:
             self.model.train(was_training)

@@ -55,6 +55,30 @@ class PruneData:
         self._reference_cache[key] = batches
         return batches
 
+    def reference_tiles(
+        self, per_class: int, seed: int, per_image: int = 1, batch_size: int = 32
+    ) -> list[torch.Tensor]:
+        """Unlabelled input batches from the reference images of ``(per_class, seed)``.
+
+        The images are those of :meth:`reference`; ``per_image`` of each one's tissue patches (its
+        reference patch first, then a seeded draw of the others; 0 = all of them). Used to
+        re-estimate BatchNorm statistics after pruning: labels are not returned.
+        """
+        if per_image < 0:
+            raise ValueError(f"per_image must be >= 0, got {per_image}")
+        chosen = self._reference_indices(per_class, seed)
+        images = self.train.patch_images
+        rng = np.random.default_rng(10_000 + seed)
+        indices: list[int] = []
+        for idx in chosen:
+            others = np.setdiff1d(np.flatnonzero(images == images[idx]), [idx])
+            rng.shuffle(others)
+            extra = others if per_image == 0 else others[: max(0, per_image - 1)]
+            indices += [int(idx), *(int(i) for i in extra)]
+        x, _ = _unaugmented(self.train, indices)
+        n_batches = max(1, -(-len(x) // batch_size))
+        return list(torch.tensor_split(x, n_batches))  # near-equal sizes: each batch weighs the same
+
     def _reference_indices(self, per_class: int, seed: int) -> list[int]:
         labels = self.train.patch_labels
         images = self.train.patch_images

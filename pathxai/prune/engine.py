@@ -19,7 +19,7 @@ from pathxai.errors import PruneError
 from pathxai.model.surgery import ChannelTracker, build_dependency_graph, prunable_layers
 from pathxai.prune.criteria import DataImportance
 
-__all__ = ["check_ratio", "output_layers", "prune_model"]
+__all__ = ["check_ratio", "feasible_ratios", "output_layers", "prune_model"]
 
 #: ``finetune(model, step)`` is called after each pruning step with the pruned network.
 FinetuneFn = Callable[[nn.Module, int], None]
@@ -47,6 +47,15 @@ def output_layers(model: nn.Module, input_size: int) -> list[str]:
         if node is not None and not node.outputs:
             names.append(name)
     return names
+
+
+def feasible_ratios(model: nn.Module, input_size: int, ratios: Sequence[float]) -> list[float]:
+    """The ``ratios`` at which local (per-layer) pruning leaves every prunable layer a channel."""
+    layers, outputs = prunable_layers(model), output_layers(model, input_size)
+    widths = [_width(m) for n, m in layers.items() if n not in outputs and _width(m) > 0]
+    if not widths:
+        return []
+    return [float(r) for r in ratios if int(min(widths) * (1.0 - float(r))) >= 1]
 
 
 def prune_model(

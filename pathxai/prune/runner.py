@@ -1,7 +1,7 @@
 """One pruning run of a model against a :class:`~pathxai.prune.data.PruneData` with :class:`PruneSettings`.
 
-:func:`prune_once` draws the reference set, ranks and removes channels (fine-tuning after each step
-when the settings ask for it) and returns the plan and the pruned copy; :func:`reference_scores`
+:func:`prune_once` draws the reference set, ranks and removes channels (BatchNorm re-estimation on
+the reference images and fine-tuning after each step when the settings ask for them) and returns the plan and the pruned copy; :func:`reference_scores`
 computes a data-driven criterion's channel scores once, so a sweep can reuse them for every ratio;
 :func:`measured_metrics` adds held-out quality and CPU latency to a plan's size numbers.
 """
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pathxai.prune.batchnorm import recalibrate_batchnorm
 from pathxai.prune.criteria import DATA_CRITERIA, DataImportance, make_importance
 from pathxai.prune.data import PruneData
 from pathxai.prune.engine import FinetuneFn
@@ -22,7 +23,7 @@ from pathxai.prune.measure import cpu_latency_ms
 from pathxai.prune.plan import PruningPlan
 from pathxai.prune.settings import PruneSettings
 
-__all__ = ["finetune_callback", "measured_metrics", "prune_once", "reference_scores"]
+__all__ = ["finetune_callback", "measured_metrics", "prune_once", "reference_scores", "step_callback"]
 
 
 def finetune_callback(
@@ -43,6 +44,25 @@ def finetune_callback(
             seed=seed * 1000 + step,
             progress=progress,
         )
+
+    return run
+
+
+def step_callback(data: PruneData, settings: PruneSettings, seed: int, progress: bool) -> FinetuneFn | None:
+    """What runs after each pruning step: BatchNorm re-estimation (if asked), then fine-tuning (if asked).
+
+    The BatchNorm statistics are re-estimated on the reference images' patches of ``seed`` (inputs only,
+    see :func:`pathxai.prune.batchnorm.recalibrate_batchnorm`).
+    """
+    tune = finetune_callback(data, settings, seed, progress)
+    if not settings.bn_recalibrate:
+        return tune
+    tiles = data.reference_tiles(settings.reference_per_class, seed, settings.bn_tiles_per_image)
+
+    def run(model: nn.Module, step: int) -> None:
+        recalibrate_batchnorm(model, tiles)
+        if tune is not None:
+            tune(model, step)
 
     return run
 
@@ -92,9 +112,10 @@ def prune_once(
         input_size=data.card.input_size,
         global_pruning=settings.global_pruning,
         iterative_steps=settings.iterative_steps,
-        finetune=finetune_callback(data, settings, seed, progress),
+        finetune=step_callback(data, settings, seed, progress),
         seed=seed,
         criterion_options=settings.criterion_options(criterion),
+        normalizer=settings.normalizer,
         precomputed_scores=precomputed_scores,
     )
 

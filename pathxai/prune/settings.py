@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from pathxai.prune.criteria import DATA_CRITERIA
+
 __all__ = ["PruneSettings"]
 
 
@@ -31,6 +33,22 @@ class PruneSettings:
         CPU latency measurement (median of repeats, fixed threads).
     ig_steps
         Integrated-gradients steps of the ``ig`` criterion.
+    bn_recalibrate
+        After each pruning step, re-estimate the BatchNorm running statistics on the reference
+        images' tissue patches (inputs only: no labels, no gradient steps; see
+        :mod:`pathxai.prune.batchnorm`). Every criterion, data-free ones included, gets the same.
+    bn_tiles_per_image
+        Tissue patches per reference image used for the BatchNorm statistics (the reference images
+        stay the same ``reference_per_class`` images per class; 0 = all their patches).
+    normalizer
+        Per-layer score normalisation (``None``, ``"mean"``, ``"max"``, ``"sum"``; matters for
+        global ranking), see :class:`pathxai.prune.criteria.GroupScorer`.
+    relevance
+        ``"abs"`` or ``"signed"`` pooling of the data-driven scores over reference samples.
+    lrp_method, lrp_gamma
+        The LRP rules of the ``lrp`` criterion: a registered LRP method
+        (``"lrp"`` = EpsilonPlusFlat, ``"lrp_epsilon_gamma_box"``, ``"lrp_epsilon_alpha2_beta1_flat"``)
+        and the gamma of the gamma rule.
     """
 
     reference_per_class: int = 10
@@ -48,11 +66,43 @@ class PruneSettings:
     latency_threads: int = 1
     latency_repeats: int = 20
     ig_steps: int = 16
+    bn_recalibrate: bool = True
+    bn_tiles_per_image: int = 8
+    normalizer: str | None = None
+    relevance: str = "abs"
+    lrp_method: str = "lrp"
+    lrp_gamma: float = 0.25
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return dataclasses.asdict(self)
 
     def criterion_options(self, criterion: str) -> dict[str, Any]:
-        """Extra options of ``criterion`` taken from these settings (``ig_steps`` for ``ig``)."""
-        return {"ig_steps": self.ig_steps} if criterion == "ig" else {}
+        """Extra options of ``criterion`` taken from these settings.
+
+        ``ig_steps`` for ``ig``; the LRP method and gamma for ``lrp``; the relevance pooling for every
+        data-driven criterion.
+        """
+        out: dict[str, Any] = {}
+        if criterion in DATA_CRITERIA:
+            out["relevance"] = self.relevance
+        if criterion == "ig":
+            out["ig_steps"] = self.ig_steps
+        if criterion == "lrp" and (self.lrp_method != "lrp" or self.lrp_gamma != 0.25):
+            options = {"gamma": self.lrp_gamma} if "gamma" in self.lrp_method else {}
+            out.update(lrp_method=self.lrp_method, lrp_options=options)
+        return out
+
+    def variant(self) -> str:
+        """The stability options as one short label (recorded in each sweep row, part of its key)."""
+        parts = [
+            f"bn{self.bn_tiles_per_image}" if self.bn_recalibrate else "nobn",
+            "global" if self.global_pruning else "local",
+            f"norm-{self.normalizer}" if self.normalizer else "raw",
+            self.relevance,
+        ]
+        if self.lrp_method != "lrp":
+            parts.append(self.lrp_method.removeprefix("lrp_"))
+        if "gamma" in self.lrp_method:
+            parts.append(f"g{self.lrp_gamma:g}")
+        return "/".join(parts)

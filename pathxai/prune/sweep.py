@@ -29,7 +29,29 @@ from pathxai.prune.measure import count_macs_params
 from pathxai.prune.runner import prune_once, reference_scores
 from pathxai.prune.settings import PruneSettings
 
-__all__ = ["SWEEP_COLUMNS", "SweepJob", "SweepTable", "baseline_row", "read_rows", "run_row", "sweep_jobs"]
+__all__ = [
+    "STABILITY_COLUMNS",
+    "SWEEP_COLUMNS",
+    "SweepJob",
+    "SweepTable",
+    "baseline_row",
+    "read_rows",
+    "run_row",
+    "stability_fields",
+    "sweep_jobs",
+]
+
+#: The stability options of a row (after the measured columns): its variant label and each option.
+STABILITY_COLUMNS = (
+    "variant",
+    "bn_recalibrate",
+    "bn_tiles_per_image",
+    "global_pruning",
+    "normalizer",
+    "relevance",
+    "lrp_method",
+    "lrp_gamma",
+)
 
 SWEEP_COLUMNS = (
     "criterion",
@@ -48,13 +70,28 @@ SWEEP_COLUMNS = (
     "drift_topk_iou",
     "flip_auc",
     "seconds",
+    *STABILITY_COLUMNS,
 )
 
-RowKey = tuple[str, str, str, str]
+RowKey = tuple[str, str, str, str, str]
 
 
-def _key(criterion: str, ratio: float, seed: int, epochs: float) -> RowKey:
-    return (criterion, f"{float(ratio):.4f}", str(int(seed)), f"{float(epochs):g}")
+def _key(criterion: str, ratio: float, seed: int, epochs: float, variant: str = "") -> RowKey:
+    return (criterion, f"{float(ratio):.4f}", str(int(seed)), f"{float(epochs):g}", variant)
+
+
+def stability_fields(settings: PruneSettings) -> dict[str, Any]:
+    """The :data:`STABILITY_COLUMNS` of a row run with ``settings``."""
+    return {
+        "variant": settings.variant(),
+        "bn_recalibrate": int(settings.bn_recalibrate),
+        "bn_tiles_per_image": settings.bn_tiles_per_image,
+        "global_pruning": int(settings.global_pruning),
+        "normalizer": settings.normalizer or "",
+        "relevance": settings.relevance,
+        "lrp_method": settings.lrp_method,
+        "lrp_gamma": f"{settings.lrp_gamma:g}",
+    }
 
 
 def _fmt(v: Any) -> Any:
@@ -79,11 +116,12 @@ class SweepJob:
     seed: int
     ratio: float
     epochs: float
+    variant: str = ""
 
     @property
     def key(self) -> RowKey:
-        """The job's identity in the CSV."""
-        return _key(self.criterion, self.ratio, self.seed, self.epochs)
+        """The job's identity in the CSV (rows of other stability variants are other jobs)."""
+        return _key(self.criterion, self.ratio, self.seed, self.epochs, self.variant)
 
 
 #: The row of the unpruned model.
@@ -97,7 +135,13 @@ class SweepTable:
         self.path = path
         self.rows: list[dict[str, Any]] = list(read_rows(path))
         self.done = {
-            _key(r["criterion"], float(r["ratio"]), int(r["seed"]), float(r["finetune_epochs"] or 0))
+            _key(
+                r["criterion"],
+                float(r["ratio"]),
+                int(r["seed"]),
+                float(r["finetune_epochs"] or 0),
+                "" if r["criterion"] == "none" else r.get("variant") or "",
+            )
             for r in self.rows
         }
 
@@ -118,16 +162,22 @@ def sweep_jobs(
     ratios: Sequence[float],
     finetune_epochs: float,
     finetune_ratios: Sequence[float],
+    variant: str = "",
+    weight_every_seed: bool = False,
 ) -> list[SweepJob]:
-    """Every (seed, criterion, ratio[, fine-tuning]) run; ``weight`` only for the first seed."""
+    """Every (seed, criterion, ratio[, fine-tuning]) run.
+
+    ``weight`` runs for the first seed only unless ``weight_every_seed`` (its ranking is deterministic;
+    only the BatchNorm re-estimation tiles depend on the seed).
+    """
     jobs: list[SweepJob] = []
     for seed in seeds:
         for crit in criteria:
-            if crit == "weight" and seed != seeds[0]:
+            if crit == "weight" and seed != seeds[0] and not weight_every_seed:
                 continue  # deterministic: the same ranking for every seed
-            jobs += [SweepJob(crit, seed, r, 0.0) for r in ratios]
+            jobs += [SweepJob(crit, seed, r, 0.0, variant) for r in ratios]
             if finetune_epochs > 0:
-                jobs += [SweepJob(crit, seed, r, float(finetune_epochs)) for r in finetune_ratios]
+                jobs += [SweepJob(crit, seed, r, float(finetune_epochs), variant) for r in finetune_ratios]
     return jobs
 
 
@@ -193,4 +243,5 @@ def run_row(
         "drift_topk_iou": _fmt(drift.topk_iou) if drift else "",
         "flip_auc": _fmt(drift.flip_auc_pruned) if drift else "",
         "seconds": f"{time.perf_counter() - t0:.1f}",
+        **stability_fields(settings),
     }

@@ -115,3 +115,30 @@ def test_prune_cli_reports_a_missing_model_in_one_line(tmp_path: Path, capsys) -
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pathxai prune: error:") and "model not found" in err and len(err.splitlines()) == 1
+
+
+def test_prune_sweep_pxp_writes_areas_for_every_criterion_and_seed(
+    tiny_setup, glas_dir: Path, tmp_path: Path, capsys
+) -> None:
+    manifest, model_dir = tiny_setup
+    _, card = load_model_with_card(model_dir)
+    narrow = build_model("compact_cnn", widths=[2, 4, 4, 4]).eval()  # 50 % is the largest feasible rate
+    card = ModelCard.from_dict({**card.to_dict(), "arch_kwargs": {"widths": [2, 4, 4, 4]}})
+    save_model(narrow, card, tmp_path / "narrow")
+    out = tmp_path / "pxp"
+    args = [
+        "prune-sweep", "--pxp", "--model", str(tmp_path / "narrow"), "--manifest", str(manifest),
+        "--data-root", str(glas_dir), "--criteria", "weight,random", "--seeds", "0,1",
+        "--reference-per-class", "2", "--quiet", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    ratios = sorted({float(r["ratio"]) for r in rows if r["criterion"] != "none"})
+    assert ratios == pytest.approx([0.05 * i for i in range(1, 11)])
+    assert all(r["drift_pearson"] == "" and r["finetune_epochs"] == "0" for r in rows)
+    assert {r["variant"] for r in rows if r["criterion"] != "none"} == {"bn8/local/raw/abs"}
+    areas = list(csv.DictReader((out / "pxp.csv").open()))
+    assert [(a["criterion"], a["seed"]) for a in areas] == [("random", "0"), ("random", "1"), ("weight", "0")]
+    assert all(0 <= float(a["area"]) <= 1 and a["n_rates"] == "11" for a in areas)
+    assert (out / "pxp.png").stat().st_size > 1000
+    assert "PxP area random" in capsys.readouterr().out
