@@ -75,11 +75,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _stability(p: argparse.ArgumentParser) -> None:
     """Options that keep a pruned network working without fine-tuning (recorded in every sweep row)."""
     p.add_argument(
-        "--no-bn-recalibrate",
-        dest="bn_recalibrate",
-        action="store_false",
-        help="keep the unpruned network's BatchNorm statistics (default: re-estimate them after each "
-        "step on the reference images' patches, inputs only, no labels, no gradient steps)",
+        "--bn-recalibrate",
+        choices=("none", "full", "shift"),
+        default="shift",
+        help="BatchNorm statistics after each step, from the reference images' patches (inputs only, "
+        "no labels, no gradient steps): keep (none), re-estimate (full) or shift the trained ones by "
+        "the change pruning causes (shift, default)",
     )
     p.add_argument(
         "--bn-tiles-per-image",

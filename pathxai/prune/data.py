@@ -38,6 +38,7 @@ class PruneData:
     _reference_cache: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict
     )
+    _tiles_cache: dict[tuple[int, int, int, int], list[torch.Tensor]] = field(default_factory=dict)
 
     def reference(self, per_class: int, seed: int, batch_size: int = 32) -> ReferenceBatches:
         """Draw ``per_class`` training patches of each class (seeded), as preprocessed batches.
@@ -66,6 +67,9 @@ class PruneData:
         """
         if per_image < 0:
             raise ValueError(f"per_image must be >= 0, got {per_image}")
+        key = (per_class, seed, per_image, batch_size)
+        if key in self._tiles_cache:
+            return self._tiles_cache[key]
         chosen = self._reference_indices(per_class, seed)
         images = self.train.patch_images
         rng = np.random.default_rng(10_000 + seed)
@@ -77,7 +81,9 @@ class PruneData:
             indices += [int(idx), *(int(i) for i in extra)]
         x, _ = _unaugmented(self.train, indices)
         n_batches = max(1, -(-len(x) // batch_size))
-        return list(torch.tensor_split(x, n_batches))  # near-equal sizes: each batch weighs the same
+        tiles = list(torch.tensor_split(x, n_batches))  # near-equal sizes: each batch weighs the same
+        self._tiles_cache[key] = tiles
+        return tiles
 
     def _reference_indices(self, per_class: int, seed: int) -> list[int]:
         labels = self.train.patch_labels

@@ -24,6 +24,9 @@ __all__ = ["check_ratio", "feasible_ratios", "output_layers", "prune_model"]
 #: ``finetune(model, step)`` is called after each pruning step with the pruned network.
 FinetuneFn = Callable[[nn.Module, int], None]
 
+#: ``on_group(model, group)`` is called with each Torch-Pruning group just before it is pruned.
+GroupFn = Callable[[nn.Module, tp.Group], None]
+
 
 def check_ratio(ratio: float, what: str = "ratio") -> float:
     """Return ``ratio`` as a float if it lies in ``[0, 1)``, else raise ``ValueError``."""
@@ -71,6 +74,7 @@ def prune_model(
     finetune: FinetuneFn | None = None,
     base_plan: Mapping[str, Sequence[int]] | None = None,
     progress: bool = False,
+    on_group: GroupFn | None = None,
 ) -> dict[str, list[int]]:
     """Prune ``model`` in place and return its channel plan.
 
@@ -100,6 +104,9 @@ def prune_model(
         base architecture).
     progress
         Show a progress bar over the steps.
+    on_group
+        Called as ``on_group(model, group)`` before each group is pruned (e.g. to follow which
+        BatchNorm channels survive).
 
     Returns
     -------
@@ -128,7 +135,7 @@ def prune_model(
     model.train(was_training)
     tracker = ChannelTracker(model, base_indices=base_plan)
     for step in tqdm(range(iterative_steps), desc="pruning", unit="step", disable=not progress, leave=False):
-        _step(model, pruner, importance, tracker)
+        _step(model, pruner, importance, tracker, on_group)
         if finetune is not None:
             model.train(was_training)
             finetune(model, step)
@@ -206,12 +213,15 @@ def _step(
     pruner: tp.pruner.BasePruner,
     importance: tp.importance.Importance,
     tracker: ChannelTracker,
+    on_group: GroupFn | None = None,
 ) -> None:
     """One pruning step in eval mode (data-driven scores refreshed first), recorded by ``tracker``."""
     if isinstance(importance, DataImportance) and not importance.fresh:
         importance.refresh()
     model.eval()
     for group in pruner.step(interactive=True):
+        if on_group is not None:
+            on_group(model, group)
         tracker.prune(group)
     if isinstance(importance, DataImportance):
         importance.fresh = False

@@ -24,7 +24,7 @@ from pathxai.errors import PruneError, read_and_parse
 from pathxai.jsonio import dumps_json
 from pathxai.model.surgery import apply_channel_plan, prunable_layers, validate_channel_plan
 from pathxai.prune.criteria import CRITERIA, DATA_CRITERIA, DataImportance, ReferenceBatches, make_importance
-from pathxai.prune.engine import FinetuneFn, check_ratio, prune_model
+from pathxai.prune.engine import FinetuneFn, GroupFn, check_ratio, prune_model
 from pathxai.prune.measure import size_metrics
 
 __all__ = ["PLAN_VERSION", "PruningPlan", "compose_plans", "layer_channels"]
@@ -248,6 +248,7 @@ class PruningPlan:
         criterion_options: Mapping[str, Any] | None = None,
         normalizer: str | None = None,
         precomputed_scores: Mapping[str, Any] | None = None,
+        on_group: GroupFn | None = None,
     ) -> tuple[PruningPlan, nn.Module]:
         """Rank channels with ``criterion`` and prune a copy of ``model``.
 
@@ -275,6 +276,8 @@ class PruningPlan:
             For data-driven criteria: channel scores by layer name already computed on ``model``
             (:attr:`DataImportance.scores`), reused for the first step (e.g. one attribution pass
             shared by several ratios).
+        on_group
+            See :func:`pathxai.prune.engine.prune_model`.
 
         Returns
         -------
@@ -297,6 +300,7 @@ class PruningPlan:
             iterative_steps=iterative_steps,
             layer_ratios=layer_ratios,
             finetune=finetune,
+            on_group=on_group,
         )  # leaves ``work`` in eval mode, as it found it
         plan = cls(
             criterion=criterion,

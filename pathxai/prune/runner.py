@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from pathxai.prune.batchnorm import recalibrate_batchnorm
+from pathxai.prune.batchnorm import ShiftedBatchNorm, recalibrate_batchnorm
 from pathxai.prune.criteria import DATA_CRITERIA, DataImportance, make_importance
 from pathxai.prune.data import PruneData
 from pathxai.prune.engine import FinetuneFn
@@ -23,7 +23,14 @@ from pathxai.prune.measure import cpu_latency_ms
 from pathxai.prune.plan import PruningPlan
 from pathxai.prune.settings import PruneSettings
 
-__all__ = ["finetune_callback", "measured_metrics", "prune_once", "reference_scores", "step_callback"]
+__all__ = [
+    "bn_tiles",
+    "finetune_callback",
+    "measured_metrics",
+    "prune_once",
+    "reference_scores",
+    "step_callback",
+]
 
 
 def finetune_callback(
@@ -48,23 +55,39 @@ def finetune_callback(
     return run
 
 
-def step_callback(data: PruneData, settings: PruneSettings, seed: int, progress: bool) -> FinetuneFn | None:
-    """What runs after each pruning step: BatchNorm re-estimation (if asked), then fine-tuning (if asked).
+def step_callback(
+    data: PruneData,
+    settings: PruneSettings,
+    seed: int,
+    progress: bool,
+    shift: ShiftedBatchNorm | None = None,
+) -> FinetuneFn | None:
+    """What runs after each pruning step: BatchNorm statistics (if asked), then fine-tuning (if asked).
 
-    The BatchNorm statistics are re-estimated on the reference images' patches of ``seed`` (inputs only,
-    see :func:`pathxai.prune.batchnorm.recalibrate_batchnorm`).
+    ``settings.bn_recalibrate``: ``"full"`` re-estimates the statistics on the reference images'
+    patches of ``seed`` (:func:`~pathxai.prune.batchnorm.recalibrate_batchnorm`), ``"shift"`` applies
+    ``shift`` (:class:`~pathxai.prune.batchnorm.ShiftedBatchNorm`); inputs only, no labels, no gradient.
     """
     tune = finetune_callback(data, settings, seed, progress)
-    if not settings.bn_recalibrate:
+    mode = settings.bn_recalibrate
+    if mode == "none" or (mode == "shift" and shift is None):
         return tune
-    tiles = data.reference_tiles(settings.reference_per_class, seed, settings.bn_tiles_per_image)
+    tiles = bn_tiles(data, settings, seed) if mode == "full" else []
 
     def run(model: nn.Module, step: int) -> None:
-        recalibrate_batchnorm(model, tiles)
+        if shift is not None:
+            shift.apply(model)
+        else:
+            recalibrate_batchnorm(model, tiles)
         if tune is not None:
             tune(model, step)
 
     return run
+
+
+def bn_tiles(data: PruneData, settings: PruneSettings, seed: int) -> list[torch.Tensor]:
+    """The unlabelled reference tiles of ``seed`` for the BatchNorm statistics."""
+    return data.reference_tiles(settings.reference_per_class, seed, settings.bn_tiles_per_image)
 
 
 def prune_once(
@@ -104,6 +127,11 @@ def prune_once(
         The plan (size metrics before and after) and the pruned copy.
     """
     reference = data.reference(settings.reference_per_class, seed) if criterion in DATA_CRITERIA else None
+    shift = (
+        ShiftedBatchNorm(model, bn_tiles(data, settings, seed))
+        if settings.bn_recalibrate == "shift"
+        else None
+    )
     return PruningPlan.compute_and_prune(
         model,
         criterion,
@@ -112,7 +140,7 @@ def prune_once(
         input_size=data.card.input_size,
         global_pruning=settings.global_pruning,
         iterative_steps=settings.iterative_steps,
-        finetune=step_callback(data, settings, seed, progress),
+        finetune=step_callback(data, settings, seed, progress, shift),
         seed=seed,
         criterion_options=settings.criterion_options(criterion),
         normalizer=settings.normalizer,

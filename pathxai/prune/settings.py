@@ -34,9 +34,10 @@ class PruneSettings:
     ig_steps
         Integrated-gradients steps of the ``ig`` criterion.
     bn_recalibrate
-        After each pruning step, re-estimate the BatchNorm running statistics on the reference
-        images' tissue patches (inputs only: no labels, no gradient steps; see
-        :mod:`pathxai.prune.batchnorm`). Every criterion, data-free ones included, gets the same.
+        BatchNorm statistics after each pruning step, from the reference images' tissue patches
+        (inputs only: no labels, no gradient steps; see :mod:`pathxai.prune.batchnorm`): ``"none"``
+        keeps the unpruned network's, ``"full"`` re-estimates them, ``"shift"`` moves the trained ones
+        by the change pruning causes on the tiles. Every criterion, data-free ones included, gets the same.
     bn_tiles_per_image
         Tissue patches per reference image used for the BatchNorm statistics (the reference images
         stay the same ``reference_per_class`` images per class; 0 = all their patches).
@@ -66,12 +67,18 @@ class PruneSettings:
     latency_threads: int = 1
     latency_repeats: int = 20
     ig_steps: int = 16
-    bn_recalibrate: bool = True
+    bn_recalibrate: str = "shift"
     bn_tiles_per_image: int = 8
     normalizer: str | None = None
     relevance: str = "abs"
     lrp_method: str = "lrp"
     lrp_gamma: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.bn_recalibrate not in ("none", "full", "shift"):
+            raise ValueError(f"bn_recalibrate must be 'none', 'full' or 'shift', got {self.bn_recalibrate!r}")
+        if self.relevance not in ("abs", "signed"):
+            raise ValueError(f"relevance must be 'abs' or 'signed', got {self.relevance!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -96,7 +103,9 @@ class PruneSettings:
     def variant(self) -> str:
         """The stability options as one short label (recorded in each sweep row, part of its key)."""
         parts = [
-            f"bn{self.bn_tiles_per_image}" if self.bn_recalibrate else "nobn",
+            "bn-none"
+            if self.bn_recalibrate == "none"
+            else f"bn-{self.bn_recalibrate}{self.bn_tiles_per_image}",
             "global" if self.global_pruning else "local",
             f"norm-{self.normalizer}" if self.normalizer else "raw",
             self.relevance,

@@ -84,7 +84,7 @@ def stability_fields(settings: PruneSettings) -> dict[str, Any]:
     """The :data:`STABILITY_COLUMNS` of a row run with ``settings``."""
     return {
         "variant": settings.variant(),
-        "bn_recalibrate": int(settings.bn_recalibrate),
+        "bn_recalibrate": settings.bn_recalibrate,
         "bn_tiles_per_image": settings.bn_tiles_per_image,
         "global_pruning": int(settings.global_pruning),
         "normalizer": settings.normalizer or "",

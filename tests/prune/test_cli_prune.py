@@ -136,7 +136,7 @@ def test_prune_sweep_pxp_writes_areas_for_every_criterion_and_seed(
     ratios = sorted({float(r["ratio"]) for r in rows if r["criterion"] != "none"})
     assert ratios == pytest.approx([0.05 * i for i in range(1, 11)])
     assert all(r["drift_pearson"] == "" and r["finetune_epochs"] == "0" for r in rows)
-    assert {r["variant"] for r in rows if r["criterion"] != "none"} == {"bn8/local/raw/abs"}
+    assert {r["variant"] for r in rows if r["criterion"] != "none"} == {"bn-shift8/local/raw/abs"}
     areas = list(csv.DictReader((out / "pxp.csv").open()))
     assert [(a["criterion"], a["seed"]) for a in areas] == [("random", "0"), ("random", "1"), ("weight", "0")]
     assert all(0 <= float(a["area"]) <= 1 and a["n_rates"] == "11" for a in areas)

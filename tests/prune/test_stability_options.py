@@ -41,7 +41,7 @@ def test_lrp_rules_reach_the_filter_scores(small_net, reference) -> None:
 
 def test_settings_give_criterion_options_and_a_variant_label() -> None:
     default = PruneSettings()
-    assert default.bn_recalibrate and default.relevance == "abs"
+    assert default.bn_recalibrate == "shift" and default.relevance == "abs"
     assert default.criterion_options("lrp") == {"relevance": "abs"}
     assert default.criterion_options("weight") == {}
     assert default.criterion_options("ig") == {"relevance": "abs", "ig_steps": 16}
@@ -54,10 +54,13 @@ def test_settings_give_criterion_options_and_a_variant_label() -> None:
     labels = {
         default.variant(),
         box.variant(),
-        PruneSettings(bn_recalibrate=False).variant(),
+        PruneSettings(bn_recalibrate="none").variant(),
+        PruneSettings(bn_recalibrate="full").variant(),
         PruneSettings(global_pruning=True, normalizer="max").variant(),
     }
-    assert len(labels) == 4
+    assert len(labels) == 5
+    with pytest.raises(ValueError, match="bn_recalibrate"):
+        PruneSettings(bn_recalibrate="yes")
     fields = stability_fields(box)
     assert fields["variant"] == box.variant() and fields["lrp_gamma"] == "0.5"
     assert list(SWEEP_COLUMNS[:2]) == ["criterion", "ratio"] and set(fields) <= set(SWEEP_COLUMNS)
