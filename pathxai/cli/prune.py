@@ -22,7 +22,7 @@ from pathxai.cli._common import (
 if TYPE_CHECKING:
     from pathxai.pipeline.prune import PruneSettings
 
-CRITERIA_NAMES = ("lrp", "ig", "gradient", "taylor", "weight", "random")
+CRITERIA_NAMES = ("lrp", "ig", "gradient", "taylor", "pattern_attribution", "weight", "random")
 
 #: Argparse type: a pruning ratio in [0, 1).
 _ratio = checked(

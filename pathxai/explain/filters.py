@@ -22,6 +22,11 @@ Methods
     the scores add up to ``y(x) - y(baseline)`` (completeness).
 ``gradient``
     ``sum_{h,w} |d y_target / d a|``.
+``pattern_attribution``
+    PatternAttribution (Kindermans et al. 2018, :mod:`pathxai.explain.patterns`): the target logit
+    backpropagated with ``weight * pattern`` in every layer (BatchNorm fused); a channel's score is
+    the sum over space of that signal at the layer's output (the PatternAttribution of the rest of
+    the network with respect to the channel). Patterns are fitted on reference inputs.
 ``taylor``
     First-order Taylor expansion of the cross-entropy loss (Molchanov et al. 2017):
     ``sum_{h,w} a * dL / da`` per sample (take the absolute value to rank).
@@ -51,7 +56,7 @@ __all__ = [
     "measurement_modules",
 ]
 
-FILTER_METHODS: tuple[str, ...] = ("lrp", "ig", "gradient", "taylor")
+FILTER_METHODS: tuple[str, ...] = ("lrp", "ig", "gradient", "taylor", "pattern_attribution")
 
 _LAYERS = (nn.Conv2d, nn.Linear)
 
@@ -279,6 +284,34 @@ def _lrp_fast(
     return {n: _spatial_sum(recorder.grads[n]) for n in names}
 
 
+def _pattern(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    names: Sequence[str],
+    patterns: Mapping[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
+    from pathxai.explain.canonize import prepare_model
+    from pathxai.explain.patterns import fit_patterns, pattern_hooks
+
+    prepared = prepare_model(model, canonize=True)
+    if patterns is None:
+        patterns = fit_patterns(prepared, [inputs.detach()])
+    named = dict(prepared.named_modules())
+    handles = pattern_hooks(prepared, patterns)
+    recorder = _Recorder({n: named[n] for n in names})  # after the pattern hooks: sees their output
+    try:
+        x = inputs.detach().clone().requires_grad_(True)
+        with torch.enable_grad(), recorder.attached():
+            logits = prepared(x)
+            seed = F.one_hot(targets, logits.shape[1]).to(logits.dtype) * logits.detach()
+            torch.autograd.grad(logits, x, seed)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: _spatial_sum(recorder.grads[n]) for n in names}
+
+
 def _plain(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -343,6 +376,7 @@ def filter_scores(
     baseline: torch.Tensor | None = None,
     lrp_method: str = "lrp",
     lrp_options: Mapping[str, Any] | None = None,
+    patterns: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Attribute a decision to the output channels of layers.
 
@@ -371,6 +405,9 @@ def filter_scores(
         For the fast ``lrp`` path: the registered LRP method (``"lrp"`` = ``EpsilonPlusFlat``,
         ``"lrp_epsilon_gamma_box"``, ``"lrp_epsilon_alpha2_beta1_flat"``) and its rule parameters
         (``gamma``, ``epsilon``, ``stabilizer``).
+    patterns
+        For ``pattern_attribution``: patterns fitted on reference inputs by layer name
+        (:func:`pathxai.explain.patterns.fit_model_patterns`); fitted on ``inputs`` when not given.
 
     Returns
     -------
@@ -392,6 +429,8 @@ def filter_scores(
         return {}
     if method == "lrp" and composite is None and fast:
         return _lrp_fast(model, inputs, targets_t, names, lrp_method, lrp_options)
+    if method == "pattern_attribution":
+        return _pattern(model, inputs, targets_t, names, patterns)
     measured = measurement_modules(model, inputs[:1].detach())
     modules = {n: measured[n] for n in names}
     if method == "lrp":

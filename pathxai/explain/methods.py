@@ -13,7 +13,8 @@ target, so they return the gradient of the target logit.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -24,6 +25,7 @@ from pathxai.errors import ExplainError
 from pathxai.explain.canonize import canonizers_for, check_supported, prepare_model
 from pathxai.explain.canonizers import graph_layer_map, plan_lrp
 from pathxai.explain.composites import IMAGENET_MEAN, IMAGENET_STD, make_composite
+from pathxai.explain.patterns import fit_patterns, load_patterns, pattern_hooks
 
 Tensor = torch.Tensor
 
@@ -298,6 +300,61 @@ class IntegratedGradientsMethod(_GradientMethod):
         self.attributor = IntegratedGradients(
             self.model, n_iter=n_iter, baseline_fn=lambda t: torch.full_like(t, float(baseline))
         )
+
+
+@register_method("pattern_attribution")
+class PatternAttributionMethod(Method):
+    """PatternAttribution (Kindermans et al. 2018): the output backpropagated with ``weight * pattern``.
+
+    See :mod:`pathxai.explain.patterns`. The backward pass starts from the target logit (one-hot times
+    the logit, like LRP); ReLU and pooling pass it as the gradient does.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to explain (BatchNorm is fused into a private copy).
+    patterns : mapping, str or Path, optional
+        Fitted patterns by layer name (:func:`~pathxai.explain.patterns.fit_model_patterns`), or a
+        ``patterns.safetensors`` file / the model directory holding it.
+    reference : torch.Tensor, optional
+        Reference tiles ``(N, 3, H, W)`` to fit the patterns on when ``patterns`` is not given.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        patterns: Mapping[str, Tensor] | str | Path | None = None,
+        reference: Tensor | None = None,
+    ) -> None:
+        super().__init__(model)
+        if patterns is None:
+            if reference is None:
+                raise ExplainError(
+                    "pattern_attribution needs fitted patterns",
+                    hint="pass patterns= (a dict or a patterns.safetensors file beside the model) or "
+                    "reference= tiles to fit them on",
+                )
+            patterns = fit_patterns(self.model, [reference])
+        elif isinstance(patterns, str | Path):
+            patterns = load_patterns(patterns)
+        self.patterns = dict(patterns)
+        self.handles = pattern_hooks(self.model, self.patterns)
+
+    def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(logits, PatternAttribution)`` (input shape)."""
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.model(x)
+            seed = _one_hot(target, logits) * logits.detach()
+            (attribution,) = torch.autograd.grad(logits, x, seed)
+        return logits.detach(), attribution
+
+    def close(self) -> None:
+        """Remove the pattern hooks."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
 
 
 def method_names() -> tuple[str, ...]:

@@ -22,6 +22,7 @@ import torch_pruning as tp
 from torch import nn
 
 from pathxai.explain.filters import filter_scores
+from pathxai.explain.patterns import fit_model_patterns
 
 __all__ = [
     "CRITERIA",
@@ -223,6 +224,9 @@ class DataImportance(GroupScorer):
         names = {n: m for n, m in self.model.named_modules() if isinstance(m, _LAYERS)}
         sums: dict[str, torch.Tensor] = {}
         try:
+            options = dict(self.method_options)
+            if self.method == "pattern_attribution":  # fitted once on all reference inputs
+                options["patterns"] = fit_model_patterns(self.model, [x for x, _ in self.reference])
             with torch.enable_grad():
                 for inputs, targets in self.reference:
                     per = filter_scores(
@@ -231,7 +235,7 @@ class DataImportance(GroupScorer):
                         targets,
                         method=self.method,
                         layers=list(names),
-                        **self.method_options,
+                        **options,
                     )
                     for name, value in per.items():
                         value = value.detach().double()
@@ -289,12 +293,13 @@ CRITERIA: dict[str, Callable[..., GroupScorer]] = {
     "ig": _data("ig"),
     "gradient": _data("gradient"),
     "taylor": _data("taylor"),
+    "pattern_attribution": _data("pattern_attribution"),
     "weight": _weight,
     "random": _random,
 }
 
 #: Criteria that need a reference set.
-DATA_CRITERIA = ("lrp", "ig", "gradient", "taylor")
+DATA_CRITERIA = ("lrp", "ig", "gradient", "taylor", "pattern_attribution")
 
 
 def make_importance(

@@ -70,6 +70,18 @@ class PruneData:
         key = (per_class, seed, per_image, batch_size)
         if key in self._tiles_cache:
             return self._tiles_cache[key]
+        x, _ = self.reference_tile_set(per_class, seed, per_image)
+        n_batches = max(1, -(-len(x) // batch_size))
+        tiles = list(torch.tensor_split(x, n_batches))  # near-equal sizes: each batch weighs the same
+        self._tiles_cache[key] = tiles
+        return tiles
+
+    def reference_tile_set(
+        self, per_class: int, seed: int, per_image: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patches of :meth:`reference_tiles` stacked, with their labels (for searches on the reference set)."""
+        if per_image < 0:
+            raise ValueError(f"per_image must be >= 0, got {per_image}")
         chosen = self._reference_indices(per_class, seed)
         images = self.train.patch_images
         rng = np.random.default_rng(10_000 + seed)
@@ -79,11 +91,7 @@ class PruneData:
             rng.shuffle(others)
             extra = others if per_image == 0 else others[: max(0, per_image - 1)]
             indices += [int(idx), *(int(i) for i in extra)]
-        x, _ = _unaugmented(self.train, indices)
-        n_batches = max(1, -(-len(x) // batch_size))
-        tiles = list(torch.tensor_split(x, n_batches))  # near-equal sizes: each batch weighs the same
-        self._tiles_cache[key] = tiles
-        return tiles
+        return _unaugmented(self.train, indices)
 
     def _reference_indices(self, per_class: int, seed: int) -> list[int]:
         labels = self.train.patch_labels

@@ -145,6 +145,7 @@ def prune_once(
         criterion_options=settings.criterion_options(criterion),
         normalizer=settings.normalizer,
         precomputed_scores=precomputed_scores,
+        on_group=shift.observe if shift is not None else None,
     )
 
 
