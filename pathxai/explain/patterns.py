@@ -48,7 +48,7 @@ _LAYERS = (nn.Conv2d, nn.Linear)
 
 def pattern_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The Conv2d/Linear layers of a (BatchNorm-fused) model that get a pattern, by name."""
-    out = {}
+    out: dict[str, nn.Module] = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and m.groups != 1:
             raise ExplainError(f"PatternAttribution does not support grouped convolutions ({name!r})")
@@ -160,7 +160,13 @@ def fit_patterns(
             h.remove()
     if seen == 0:
         raise ExplainError("no reference inputs to fit the patterns on")
-    return {n: stats[n].pattern().reshape(layers[n].weight.shape).float() for n in layers}  # type: ignore[union-attr]
+    return {n: stats[n].pattern().reshape(_weight_shape(layers[n])).float() for n in layers}
+
+
+def _weight_shape(module: nn.Module) -> tuple[int, ...]:
+    w = module.weight
+    assert isinstance(w, torch.Tensor)
+    return tuple(w.shape)
 
 
 def pattern_hooks(

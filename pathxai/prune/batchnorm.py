@@ -11,7 +11,7 @@ moves them by the change pruning causes on the reference tiles.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -83,6 +83,14 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
     return sum(int(b.shape[0]) for b in inputs)
 
 
+def _running(m: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running mean and variance buffers of a tracking BatchNorm."""
+    mean, var = m.running_mean, m.running_var
+    if mean is None or var is None:
+        raise ValueError("the BatchNorm layer does not track running statistics")
+    return mean, var
+
+
 def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and unbiased variance of a BatchNorm input (channels on axis 1)."""
     dims = [d for d in range(x.ndim) if d != 1]
@@ -99,13 +107,15 @@ def reference_statistics(
     normalising with its batch's statistics, so a layer's numbers do not depend on the stored
     statistics of the layers before it); the stored statistics are not changed.
     """
-    names = {m: n for n, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats}
+    names: dict[_BatchNorm, str] = {
+        m: n for n, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats
+    }
     sums: dict[str, list[torch.Tensor]] = {}
     count = 0
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         mean, var = _moments(inputs[0].detach().double())
-        name = names[module]
+        name = names[cast(_BatchNorm, module)]
         if name in sums:
             sums[name][0] += mean
             sums[name][1] += var
@@ -162,7 +172,7 @@ class ShiftedBatchNorm:
         self.batches = list(batches)
         self.reference = reference_statistics(model, self.batches)
         self.base = {
-            n: (m.running_mean.detach().double().clone(), m.running_var.detach().double().clone())
+            n: tuple(t.detach().double().clone() for t in _running(m))
             for n, m in model.named_modules()
             if isinstance(m, _BatchNorm) and m.track_running_stats and n in self.reference
         }
@@ -174,7 +184,7 @@ class ShiftedBatchNorm:
         removed: dict[str, set[int]] = {}
         for dep, idxs in group:
             name = names.get(dep.target.module)
-            if name in self.kept and isinstance(dep.target.module, _BatchNorm):
+            if name is not None and name in self.kept and isinstance(dep.target.module, _BatchNorm):
                 removed.setdefault(name, set()).update(int(i) for i in idxs)
         for name, gone in removed.items():
             kept = self.kept[name]
@@ -199,7 +209,8 @@ class ShiftedBatchNorm:
             eps = float(m.eps)
             mean = base_mean[idx] + (new_mean - ref_mean[idx])
             var = base_var[idx] * (new_var + eps) / (ref_var[idx] + eps)
-            m.running_mean.copy_(mean.to(m.running_mean.dtype))
-            m.running_var.copy_(var.clamp_min(0).to(m.running_var.dtype))
+            running_mean, running_var = _running(m)
+            running_mean.copy_(mean.to(running_mean.dtype))
+            running_var.copy_(var.clamp_min(0).to(running_var.dtype))
             changed += 1
         return changed
