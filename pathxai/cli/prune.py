@@ -156,6 +156,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(func=run_sweep)
 
+    f = sub.add_parser(
+        "fit-patterns",
+        help="fit PatternAttribution patterns on reference tiles and store them beside the model",
+        description="Fit the patterns of PatternAttribution (Kindermans et al. 2018) once on tiles of "
+        "--reference-per-class training images per class (never the held-out patients; inputs only) "
+        "and write them as safetensors (default: MODEL_DIR/patterns.safetensors).",
+    )
+    add_inputs(
+        f, "labelled patch manifest CSV (e.g. data_manifests/glas.csv)", model_help="a model directory"
+    )
+    f.add_argument("--reference-per-class", type=positive_int, default=10, help="reference images per class")
+    f.add_argument("--tiles-per-image", type=non_negative_int, default=8, help="patches per image (0: all)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the reference draw")
+    f.add_argument("--out", default=None, help="patterns file (default: beside the model's weights)")
+    add_quiet(f)
+    f.set_defaults(func=run_fit_patterns)
+
 
 def _settings(args: argparse.Namespace, **extra: Any) -> PruneSettings:
     from pathxai.pipeline.prune import PruneSettings
@@ -269,4 +286,22 @@ def run_sweep(args: argparse.Namespace) -> int:
         for crit, mean, sd, n in pxp_table(result.pxp_areas):
             print(f"PxP area {crit:10s} {mean:.3f} ± {sd:.3f} ({n} run{'s' if n > 1 else ''})")
         print(f"PxP areas written to {result.pxp_csv}")
+    return 0
+
+
+def run_fit_patterns(args: argparse.Namespace) -> int:
+    """Fit and store the patterns; print where."""
+    from pathxai.pipeline.prune import fit_patterns_from_manifest
+
+    path = fit_patterns_from_manifest(
+        args.model,
+        args.manifest,
+        _data_root(args),
+        args.out,
+        reference_per_class=args.reference_per_class,
+        tiles_per_image=args.tiles_per_image,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(f"patterns written to {path}")
     return 0

@@ -35,7 +35,14 @@ from pathxai.prune.settings import PruneSettings
 from pathxai.prune.sweep import BASELINE, SweepTable, baseline_row, run_row, sweep_jobs
 from pathxai.prune.sweep_plot import plot_sweep
 
-__all__ = ["PruneResult", "PruneSettings", "SweepResult", "prune_from_manifest", "prune_sweep"]
+__all__ = [
+    "PruneResult",
+    "PruneSettings",
+    "SweepResult",
+    "fit_patterns_from_manifest",
+    "prune_from_manifest",
+    "prune_sweep",
+]
 
 
 @dataclass(frozen=True)
@@ -237,3 +244,40 @@ def prune_sweep(
         pxp_csv=write_pxp_csv(out / "pxp.csv", areas),
         pxp_areas=areas,
     )
+
+
+def fit_patterns_from_manifest(
+    model_path: str | Path,
+    manifest_path: str | Path,
+    data_root: str | Path,
+    out: str | Path | None = None,
+    *,
+    reference_per_class: int = 10,
+    tiles_per_image: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Fit PatternAttribution patterns once on reference tiles and store them beside the model.
+
+    The tiles are ``tiles_per_image`` patches of ``reference_per_class`` training images per class
+    (never the held-out patients), inputs only. The file is ``out`` or the model directory's
+    ``patterns.safetensors``; explain with ``Explainer(model, "pattern_attribution", patterns=PATH)``.
+
+    Returns
+    -------
+    Path
+        The patterns file.
+    """
+    from pathxai.explain.patterns import PATTERNS_FILE, fit_model_patterns, save_patterns
+    from pathxai.model.io import resolve_model_path
+
+    model, card = load_model_with_card(model_path)
+    data = load_prune_data(card, manifest_path, data_root, progress=progress)
+    tiles = data.reference_tiles(reference_per_class, seed, tiles_per_image)
+    patterns = fit_model_patterns(model, tiles)
+    target = Path(out) if out is not None else resolve_model_path(model_path)[0].parent / PATTERNS_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = save_patterns(patterns, target.parent)
+    if written != target:
+        written.replace(target)
+    return target

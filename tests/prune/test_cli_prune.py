@@ -142,3 +142,22 @@ def test_prune_sweep_pxp_writes_areas_for_every_criterion_and_seed(
     assert all(0 <= float(a["area"]) <= 1 and a["n_rates"] == "11" for a in areas)
     assert (out / "pxp.png").stat().st_size > 1000
     assert "PxP area random" in capsys.readouterr().out
+
+
+def test_fit_patterns_cli_stores_patterns_beside_the_model(tiny_setup, glas_dir: Path, capsys) -> None:
+    from pathxai.explain import Explainer
+    from pathxai.explain.patterns import load_patterns
+
+    manifest, model_dir = tiny_setup
+    args = [
+        "fit-patterns", "--model", str(model_dir), "--manifest", str(manifest), "--data-root", str(glas_dir),
+        "--reference-per-class", "2", "--tiles-per-image", "2", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    patterns = load_patterns(model_dir)
+    model, _ = load_model_with_card(model_dir)
+    conv_weights = {n: m.weight.shape for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert conv_weights and all(patterns[n].shape == s for n, s in conv_weights.items())
+    with Explainer(model, "pattern_attribution", patterns=model_dir) as explainer:
+        result = explainer(torch.randn(2, 3, 64, 64))
+    assert result.relevance.shape == (2, 64, 64) and float(abs(result.relevance).max()) > 0
