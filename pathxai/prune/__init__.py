@@ -1,12 +1,14 @@
 """Explanation-guided structured pruning.
 
-Criteria (:data:`CRITERIA`: ``lrp``, ``ig``, ``gradient``, ``taylor``, ``weight``, ``random``) are
-Torch-Pruning importances; :func:`prune_model` removes whole channels with Torch-Pruning's dependency
-graph; :class:`PruningPlan` records, serialises and re-applies the decision; :func:`explanation_drift`
+Criteria (:data:`CRITERIA`: ``lrp``, ``ig``, ``gradient``, ``taylor``, ``pattern_attribution``,
+``weight``, ``random``) are Torch-Pruning importances; :func:`prune_model` removes whole channels
+with Torch-Pruning's dependency graph; :class:`PruningPlan` records, serialises and re-applies the decision; :func:`explanation_drift`
 compares heatmaps of the original and the pruned model. A study against a labelled manifest:
 :mod:`~pathxai.prune.data` (patches), :mod:`~pathxai.prune.runner` (one run with
 :class:`PruneSettings`), :mod:`~pathxai.prune.sweep` (the sweep table); :func:`save_pruned_model`
-writes a pruned model with its card and :class:`PruneReport` (``pruning.json``).
+writes a pruned model with its card and :class:`PruneReport` (``pruning.json``). After each step the
+BatchNorm statistics are corrected on unlabelled reference tiles (:mod:`~pathxai.prune.batchnorm`);
+:mod:`~pathxai.prune.pxp` scores a criterion by the PxP protocol's area under AUC versus pruning rate.
 """
 
 from pathxai.prune.criteria import (
