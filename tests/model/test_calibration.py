@@ -102,3 +102,26 @@ def test_pick_threshold_balances_each_site() -> None:
     t = pick_threshold(y, p, sites)
     assert 0.25 < t <= 0.75
     assert pick_threshold([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.25)
+
+
+def test_calibrate_cli_writes_temperature_and_threshold_then_evaluate_uses_them(
+    tiny_glas_manifest: Path, glas_dir: Path, tmp_path: Path
+) -> None:
+    from pathxai.cli import main
+
+    folder = save_tiny_model(tmp_path / "m", widths=(8, 16, 16), input_size=48, mpp=2.48)
+    common = ["--manifest", str(tiny_glas_manifest), "--data-root", str(glas_dir)]
+    assert main(["model", "calibrate", "--model", str(folder), *common, "--split", "test", "--quiet"]) == 0
+    card = ModelCard.from_json((folder / CARD_FILENAME).read_text())
+    cal = card.extra["calibration"]
+    assert card.temperature == pytest.approx(cal["temperature"]) and card.threshold == cal["threshold"]
+    assert 0.0 < card.threshold < 1.0 and cal["split"] == "test" and cal["n_patches"] > 0
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+    out = tmp_path / "eval.json"
+    assert (
+        main(["evaluate", *common, "--model", str(folder), "--split", "test", "--out", str(out), "--quiet"])
+        == 0
+    )
+    ev = json.loads(out.read_text())
+    assert ev["settings"]["threshold"] == card.threshold == ev["image_level"]["threshold"]
+    assert ev["settings"]["temperature"] == card.temperature
