@@ -32,7 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="drop patches with less tissue (default: as trained)",
     )
     add_slide_mpp(p, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
-    p.add_argument("--threshold", type=fraction, default=0.5, help="tumour probability threshold")
+    p.add_argument(
+        "--threshold",
+        type=fraction,
+        default=None,
+        help="tumour probability threshold (default: the model card's operating threshold, else 0.5)",
+    )
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -59,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
         f"images:  n={img['n']} auc={img['auc']} accuracy={img['accuracy']} "
         f"balanced_accuracy={img['balanced_accuracy']}"
     )
+    for site, m in (r.get("per_site") or {}).items():
+        pm = m["patch"]
+        print(
+            f"site {site}: patches n={pm['n']} auc={pm['auc']} sensitivity={pm['sensitivity']} "
+            f"specificity={pm['specificity']} (threshold {pm['threshold']})"
+        )
     if result.patients_seen_in_training:
         print(f"warning: {len(result.patients_seen_in_training)} patient(s) were in the model's training set")
     print(f"written: {args.out}")

@@ -1,4 +1,4 @@
-"""``pathxai model import``: turn a model trained elsewhere into a pathxai model folder."""
+"""``pathxai model import`` (a model trained elsewhere into a pathxai model folder) and ``model calibrate``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from pathxai.cli._common import positive_float, positive_int
+from pathxai.cli._common import add_quiet, positive_float, positive_int
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -74,7 +74,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("--out", required=True, type=Path, help="output model directory")
     imp.set_defaults(func=run_import)
+    cal = msub.add_parser(
+        "calibrate",
+        help="fit a temperature and an operating threshold on validation rows; store them in the card",
+        description="Scores the manifest's --split rows (validation cases, never test), fits the temperature "
+        "that minimises their negative log-likelihood and the threshold with the best balanced accuracy "
+        "averaged over sites, and writes both into MODEL_DIR/model_card.json (weights unchanged).",
+    )
+    cal.add_argument("--model", required=True, type=Path, help="model directory (from pathxai train)")
+    cal.add_argument("--manifest", required=True, help="CSV manifest holding the validation rows")
+    cal.add_argument("--data-root", default=None, help="folder the manifest's paths are relative to")
+    cal.add_argument("--split", default="val", help="split value of the validation rows (default: val)")
+    add_quiet(cal)
+    cal.set_defaults(func=run_calibrate)
     p.set_defaults(func=lambda args: _help(p))
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Calibrate the model and print what changed."""
+    from pathxai.pipeline.calibrate import calibrate_model
+
+    r = calibrate_model(args.model, args.manifest, args.split, args.data_root, progress=not args.quiet)
+    print(
+        f"temperature {r['temperature']:.3f}, threshold {r['threshold']:.3f} "
+        f"({r['n_patches']} validation patches, {len(r['patients'])} patients)"
+    )
+    print(
+        f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}, NLL {r['nll_before']:.4f} -> {r['nll_after']:.4f}"
+    )
+    print(f"written: {args.model / 'model_card.json'}")
+    return 0
 
 
 def _help(parser: argparse.ArgumentParser) -> int:

@@ -65,6 +65,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hed-sigma", type=float, default=0.05, help="HED jitter scale (0 disables)")
     p.add_argument("--hed-bias", type=float, default=0.05, help="HED jitter shift (0 disables)")
     p.add_argument(
+        "--stain-matrix-sigma",
+        type=float,
+        default=0.0,
+        help="random stain-matrix perturbation added to the HED jitter, e.g. 0.05 (0 disables)",
+    )
+    p.add_argument(
+        "--scale-jitter",
+        type=float,
+        default=0.0,
+        help="relative scale jitter of training patches, e.g. 0.15 for an estimated mpp (0 disables)",
+    )
+    p.add_argument(
+        "--balance-sites",
+        action="store_true",
+        help="sample training patches balanced over (site, class) instead of class-weighting the loss",
+    )
+    p.add_argument(
         "--pretrained",
         default=None,
         help="initial weights (.safetensors, or state-dict .pth read weights_only)",
@@ -102,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
         args.manifest,
         args.out,
         arch_kwargs=arch_kwargs,
-        patches=PatchSettings(**pick(args, "mpp", "size", "stride", "min_tissue"), native_mpp=args.slide_mpp),
+        patches=PatchSettings(
+            **pick(args, "mpp", "size", "stride", "min_tissue", "scale_jitter"), native_mpp=args.slide_mpp
+        ),
         **pick(args, "data_root", "arch", "epochs", "batch_size", "lr", "weight_decay", "seed"),
-        **pick(args, "hed_sigma", "hed_bias", "folds", "fold", "cv", "train_split", "test_split"),
+        **pick(args, "hed_sigma", "hed_bias", "stain_matrix_sigma", "balance_sites"),
+        **pick(args, "folds", "fold", "cv", "train_split", "test_split"),
         **pick(args, "resume", "pretrained", "max_steps_per_epoch", num_threads="threads"),
         licence=args.licence or DEFAULT_LICENCE,
         command=command_line("train", args),

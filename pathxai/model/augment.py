@@ -1,7 +1,9 @@
 """Stain/colour augmentation and stain normalisation for H&E patches (uint8 RGB, HWC).
 
 * HED jitter (Tellez et al. 2018): colour deconvolution with :func:`skimage.color.rgb2hed`,
-  per-stain scale and shift, back with :func:`skimage.color.hed2rgb`.
+  per-stain scale and shift, back with :func:`skimage.color.hed2rgb`; optionally re-rendered with
+  a randomly perturbed stain matrix (each stain's RGB optical-density vector moved and renormalised),
+  which imitates another lab's haematoxylin/eosin hues rather than only their amounts.
 * Flips and 90° rotations (the dihedral group: histology has no canonical orientation).
 * Stain normalisation: Reinhard (Lab mean/std matching) and Macenko (stain vectors from the
   optical-density plane, concentrations rescaled to a reference's).
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.color import hed2rgb, lab2rgb, rgb2hed, rgb2lab
+from skimage.color import combine_stains, hed2rgb, hed_from_rgb, lab2rgb, rgb2hed, rgb2lab
 
 from pathxai.pixels import IO, STAIN_ALPHA, STAIN_BETA, macenko_stain_vectors, od_to_rgb, optical_density
 
@@ -24,7 +26,11 @@ __all__ = [
     "ReinhardNormalizer",
     "dihedral",
     "hed_jitter",
+    "perturbed_stain_matrix",
 ]
+
+#: skimage's stain matrix (rows: haematoxylin, eosin, DAB optical-density vectors in RGB).
+_RGB_FROM_HED = np.linalg.inv(hed_from_rgb)
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -36,8 +42,22 @@ def _check_rgb(img: np.ndarray) -> None:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {img.dtype} {img.shape}")
 
 
+def perturbed_stain_matrix(rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Return skimage's HED stain matrix with each stain vector moved by ``N(0, sigma)`` per RGB component.
+
+    Every row is renormalised to unit length and kept non-negative (an optical density never is).
+    """
+    m = _RGB_FROM_HED + rng.normal(0.0, sigma, size=(3, 3)) * (np.abs(_RGB_FROM_HED) > 0)
+    m = np.maximum(m, 1e-3)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
 def hed_jitter(
-    img: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.05
+    img: np.ndarray,
+    rng: np.random.Generator,
+    sigma: float = 0.05,
+    bias: float = 0.05,
+    matrix_sigma: float = 0.0,
 ) -> np.ndarray:
     """Randomly scale and shift each stain (haematoxylin, eosin, DAB) in HED space.
 
@@ -51,6 +71,9 @@ def hed_jitter(
         Scale factors are drawn from ``U(1 - sigma, 1 + sigma)``.
     bias
         Shifts are drawn from ``U(-bias, bias)`` times the channel's maximum.
+    matrix_sigma
+        When positive, the stains are recombined with :func:`perturbed_stain_matrix` (drawn after
+        the scales and shifts, so ``matrix_sigma=0`` reproduces the plain jitter exactly).
 
     Returns
     -------
@@ -63,6 +86,8 @@ def hed_jitter(
     beta = rng.uniform(-bias, bias, size=3)
     scale = np.maximum(hed.reshape(-1, 3).max(axis=0), 1e-6)
     hed = hed * alpha + beta * scale
+    if matrix_sigma > 0:
+        return _to_uint8(combine_stains(hed, perturbed_stain_matrix(rng, matrix_sigma)))
     return _to_uint8(hed2rgb(hed))
 
 
@@ -82,6 +107,8 @@ class Augmenter:
     ----------
     hed_sigma, hed_bias
         HED jitter strength (0 disables).
+    stain_matrix_sigma
+        Random stain-matrix perturbation (:func:`perturbed_stain_matrix`; 0 disables).
     flips_rotations
         Apply a random flip/90° rotation.
     """
@@ -89,23 +116,27 @@ class Augmenter:
     hed_sigma: float = 0.05
     hed_bias: float = 0.05
     flips_rotations: bool = True
+    stain_matrix_sigma: float = 0.0
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment one uint8 RGB patch."""
         out = img
-        if self.hed_sigma > 0 or self.hed_bias > 0:
-            out = hed_jitter(out, rng, self.hed_sigma, self.hed_bias)
+        if self.hed_sigma > 0 or self.hed_bias > 0 or self.stain_matrix_sigma > 0:
+            out = hed_jitter(out, rng, self.hed_sigma, self.hed_bias, self.stain_matrix_sigma)
         if self.flips_rotations:
             out = dihedral(out, int(rng.integers(0, 8)))
         return out
 
     def to_dict(self) -> dict[str, float | bool]:
-        """Describe the settings (for the model card)."""
-        return {
+        """Describe the settings (for the model card; the stain-matrix entry only when it is on)."""
+        out: dict[str, float | bool] = {
             "hed_sigma": self.hed_sigma,
             "hed_bias": self.hed_bias,
             "flips_rotations": self.flips_rotations,
         }
+        if self.stain_matrix_sigma > 0:
+            out["stain_matrix_sigma"] = self.stain_matrix_sigma
+        return out
 
 
 class ReinhardNormalizer:

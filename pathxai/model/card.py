@@ -74,6 +74,12 @@ class ModelCard:
     trust_code
         Whether building the architecture runs the user's own code (``python:`` specs); such a card
         loads only with ``PATHXAI_TRUST_CODE=1``.
+    temperature
+        Calibration temperature ``T`` fitted on validation cases: the loader divides the logits by it
+        (:mod:`pathxai.model.calibration`). 1.0 (the default, and what older cards mean) leaves them.
+    threshold
+        Operating threshold on the (calibrated) tumour probability; ``evaluate`` uses it by default.
+        0.5 when the card does not give one.
     """
 
     arch: str
@@ -94,6 +100,8 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     trust_code: bool = False
+    temperature: float = 1.0
+    threshold: float = 0.5
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -232,6 +240,10 @@ def _check(card: ModelCard) -> list[str]:
             for k, v in plan.items()
         ):
             p.append("'channel_plan' must map module names to non-empty lists of channel indices")
+    if not _is_number(card.temperature) or not 0.01 <= float(card.temperature) <= 100:
+        p.append(f"'temperature' must be a number in [0.01, 100], got {card.temperature!r}")
+    if not _is_number(card.threshold) or not 0 < float(card.threshold) < 1:
+        p.append(f"'threshold' must be a probability strictly between 0 and 1, got {card.threshold!r}")
     if not isinstance(card.trust_code, bool):
         p.append("'trust_code' must be true or false")
     for key in ("licence", "command", "pathxai_version"):

@@ -166,6 +166,12 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
         (e.g. :class:`~pathxai.model.augment.Augmenter`).
     seed
         Seed of the augmentation; patch ``i`` in epoch ``e`` uses ``default_rng([seed, e, i])``.
+    sites
+        Per-image acquisition site (for site-by-class balanced sampling; ``None``: one site).
+    scale_jitter
+        Relative scale jitter ``j``: each training patch is cut from a window ``size / f`` px wide
+        around its centre (clamped to the image), ``f ~ U(1 - j, 1 + j)``, and resized to ``size``. It
+        stands for an uncertain native µm/px (e.g. an estimated one); 0 (default) cuts the patch as is.
     """
 
     def __init__(
@@ -181,6 +187,8 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
         std: Sequence[float] = (0.25, 0.25, 0.25),
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         seed: int = 0,
+        sites: Sequence[str] | None = None,
+        scale_jitter: float = 0.0,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError("images and labels differ in length")
@@ -188,6 +196,10 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.image_ids = list(image_ids) if image_ids is not None else [str(i) for i in range(len(images))]
         self.patients = list(patients) if patients is not None else list(self.image_ids)
+        self.sites = list(sites) if sites is not None else [""] * len(self.images)
+        if not 0.0 <= scale_jitter < 1.0:
+            raise ValueError(f"scale_jitter must be in [0, 1), got {scale_jitter}")
+        self.scale_jitter = float(scale_jitter)
         self.size, self.stride = int(size), int(stride)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
@@ -227,14 +239,39 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
         return self.labels[[p.image for p in self.patches]] if self.patches else np.zeros(0, np.int64)
 
     @property
+    def patch_strata(self) -> list[tuple[str, int]]:
+        """``(site, label)`` of every patch (the strata of site-by-class balanced sampling)."""
+        return [(self.sites[p.image], int(self.labels[p.image])) for p in self.patches]
+
+    def _rescaled_pixels(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        """Patch ``index`` seen at a random scale ``f ~ U(1 - j, 1 + j)`` (see ``scale_jitter``)."""
+        p = self.patches[index]
+        img = self.images[p.image]
+        h, w = img.shape[:2]
+        f = rng.uniform(1.0 - self.scale_jitter, 1.0 + self.scale_jitter)
+        side = min(h, w, max(2, round(p.size / f)))
+        cy, cx = p.y + p.size / 2, p.x + p.size / 2
+        y = int(min(max(round(cy - side / 2), 0), h - side))
+        x = int(min(max(round(cx - side / 2), 0), w - side))
+        window = img[y : y + side, x : x + side]
+        if side == p.size:
+            return window
+        resized = Image.fromarray(window).resize((p.size, p.size), Image.Resampling.BILINEAR)
+        return np.asarray(resized, dtype=np.uint8)
+
+    @property
     def patch_images(self) -> np.ndarray:
         """Image index of every patch."""
         return np.asarray([p.image for p in self.patches], dtype=np.int64)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         pix = self.patch_pixels(index)
-        if self.augment is not None:
-            pix = self.augment(pix, np.random.default_rng([self.seed, self.epoch, index]))
+        if self.augment is not None or self.scale_jitter > 0:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if self.scale_jitter > 0:
+                pix = self._rescaled_pixels(index, rng)
+            if self.augment is not None:
+                pix = self.augment(pix, rng)
         x = (pix.astype(np.float32) / 255.0 - self.mean) / self.std
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), int(
             self.labels[self.patches[index].image]
@@ -303,15 +340,20 @@ def patches_from_manifest(
     seed: int = 0,
     progress: bool = True,
     images: Sequence[np.ndarray] | None = None,
+    scale_jitter: float = 0.0,
 ) -> PatchDataset:
     """Build a :class:`PatchDataset` from manifest records.
 
     The tumour label is ``ManifestRecord.tumour`` (the manifest's ``tumor`` column).
 
+    The records' ``site`` (empty when missing) becomes the dataset's ``sites``.
+
     Parameters
     ----------
     images
         Already loaded images for ``records`` (to share one read between several datasets).
+    scale_jitter
+        See :class:`PatchDataset`.
 
     Raises
     ------
@@ -340,6 +382,8 @@ def patches_from_manifest(
         std=std,
         augment=augment,
         seed=seed,
+        sites=[r.site or "" for r in records],
+        scale_jitter=scale_jitter,
     )
 
 

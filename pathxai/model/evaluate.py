@@ -103,14 +103,17 @@ def metrics_from_predictions(
     image_ids: Sequence[str],
     patients: Sequence[str],
     threshold: float = 0.5,
+    sites: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Patch-level, image-level (mean patch probability) and per-patient metrics.
+    """Patch-level, image-level (mean patch probability), per-patient and per-site metrics.
 
     Returns
     -------
     dict
         Patch-level keys at the top (``auc``, ``accuracy``, ``balanced_accuracy``, ``n``,
-        ``confusion_matrix``, ...), plus ``image_level`` (same keys), ``per_patient`` and ``images``.
+        ``confusion_matrix``, ``sensitivity``, ``specificity``, ...), plus ``image_level`` (same keys),
+        ``per_patient``, ``images`` and, when ``sites`` name two or more sites, ``per_site``
+        (``{site: {"patch": ..., "image": ...}}``, each at ``threshold``).
     """
     labels_img = np.asarray(image_labels, dtype=np.int64)
     patch_labels = labels_img[patch_images]
@@ -158,6 +161,33 @@ def metrics_from_predictions(
         )
     out["per_patient"] = per_patient
     out["images"] = img_rows
+    if sites is not None and len(set(sites)) > 1:
+        for row, i in zip(
+            img_rows, [i for i in range(len(image_ids)) if (patch_images == i).any()], strict=True
+        ):
+            row["site"] = sites[i]
+        out["per_site"] = _per_site(probs, patch_images, labels_img, img_rows, list(sites), threshold)
+    return out
+
+
+def _per_site(
+    probs: np.ndarray,
+    patch_images: np.ndarray,
+    labels_img: np.ndarray,
+    img_rows: list[dict[str, Any]],
+    sites: list[str],
+    threshold: float,
+) -> dict[str, Any]:
+    """Patch- and image-level :func:`binary_metrics` of every site."""
+    out: dict[str, Any] = {}
+    patch_sites = np.asarray(sites, dtype=object)[patch_images]
+    for site in sorted(set(sites)):
+        sel = patch_sites == site
+        rows = [r for r in img_rows if r["site"] == site]
+        out[site] = {
+            "patch": binary_metrics(labels_img[patch_images[sel]], probs[sel], threshold),
+            "image": binary_metrics([r["tumor"] for r in rows], [r["prob"] for r in rows], threshold),
+        }
     return out
 
 
@@ -171,7 +201,13 @@ def evaluate_dataset(
     """Score ``dataset`` with ``model`` and return :func:`metrics_from_predictions`."""
     probs = predict_proba(model, dataset, tumour_index=tumour_index, progress=progress)
     return metrics_from_predictions(
-        probs, dataset.patch_images, dataset.labels, dataset.image_ids, dataset.patients, threshold
+        probs,
+        dataset.patch_images,
+        dataset.labels,
+        dataset.image_ids,
+        dataset.patients,
+        threshold,
+        sites=dataset.sites,
     )
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from pathxai.atomic import write_bytes_atomic, write_text_atomic
 from pathxai.errors import ModelError, read_and_parse
 from pathxai.model.architectures import get_architecture
+from pathxai.model.calibration import fold_temperature, unfolded_state
 from pathxai.model.card import CARD_FILENAME, WEIGHTS_FILENAME, ModelCard
 
 __all__ = [
@@ -48,9 +49,12 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def state_dict_bytes(model: nn.Module) -> bytes:
-    """Serialise a model's state dict (parameters and buffers) to safetensors bytes."""
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    return st_save(tensors, metadata={"format": "pt", "producer": "pathxai"})
+    """Serialise a model's state dict (parameters and buffers) to safetensors bytes.
+
+    A calibration temperature the loader folded into the output layer is taken out again
+    (:func:`~pathxai.model.calibration.unfolded_state`): the card applies it at the next load.
+    """
+    return st_save(unfolded_state(model), metadata={"format": "pt", "producer": "pathxai"})
 
 
 def save_model(model: nn.Module, card: ModelCard, out_dir: str | Path) -> Path:
@@ -215,7 +219,8 @@ def load_model_with_card(path_or_name: str | Path) -> tuple[nn.Module, ModelCard
     Returns
     -------
     tuple[torch.nn.Module, ModelCard]
-        The model in eval mode (with ``model.pathxai_card`` set) and its card.
+        The model in eval mode (with ``model.pathxai_card`` set) and its card. The card's calibration
+        ``temperature`` is folded into the output layer, so the model's logits are already ``z / T``.
 
     Raises
     ------
@@ -230,6 +235,7 @@ def load_model_with_card(path_or_name: str | Path) -> tuple[nn.Module, ModelCard
     _check_state(model, state, weights_path, card.arch)
     model.load_state_dict(state, strict=True)
     model.eval()
+    fold_temperature(model, float(card.temperature), card.num_classes)
     _check_runs(model, card, card_path)
     model.pathxai_card = card  # type: ignore[assignment]
     return model, card

@@ -58,6 +58,10 @@ class TrainConfig:
         ``torch.set_num_threads`` during training.
     balance_classes
         Weight the loss by inverse class frequency.
+    balance_sites
+        Draw each epoch's patches with replacement, weighted by the inverse size of their
+        ``(site, class)`` stratum, so every site contributes both classes equally (the loss is then
+        unweighted). Off: a plain permutation.
     max_steps_per_epoch
         Cap on steps per epoch (``None``: all); for quick tests.
     """
@@ -73,6 +77,7 @@ class TrainConfig:
     num_threads: int = 2
     balance_classes: bool = True
     max_steps_per_epoch: int | None = None
+    balance_sites: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -222,11 +227,24 @@ def _load_checkpoint(
 def _loss_fn(dataset: PatchDataset, config: TrainConfig) -> nn.CrossEntropyLoss:
     """Cross-entropy, weighted by inverse class frequency when ``config.balance_classes``."""
     counts = np.bincount(dataset.patch_labels, minlength=2).astype(np.float64)
-    if config.balance_classes and counts.min() > 0:
+    if config.balance_classes and counts.min() > 0 and not config.balance_sites:
         weights = torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
     else:
         weights = torch.ones(2)
     return nn.CrossEntropyLoss(weight=weights)
+
+
+def _epoch_order(dataset: PatchDataset, config: TrainConfig, gen: torch.Generator) -> list[int]:
+    """The patch indices of one epoch: a permutation, or a stratum-balanced draw (``balance_sites``)."""
+    n = len(dataset)
+    if not config.balance_sites:
+        return torch.randperm(n, generator=gen).tolist()
+    strata = dataset.patch_strata
+    counts: dict[tuple[str, int], int] = {}
+    for key in strata:
+        counts[key] = counts.get(key, 0) + 1
+    weights = torch.tensor([1.0 / counts[key] for key in strata], dtype=torch.float64)
+    return torch.multinomial(weights, n, replacement=True, generator=gen).tolist()
 
 
 def _run_epoch(
@@ -251,7 +269,7 @@ def _run_epoch(
     model.train()
     dataset.set_epoch(epoch)
     gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=gen).tolist()
+    perm = _epoch_order(dataset, config, gen)
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(
         range(_steps_per_epoch(n, config)),

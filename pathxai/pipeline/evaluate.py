@@ -65,14 +65,15 @@ def evaluate_from_manifest(
     stride: int | None = None,
     min_tissue: float | None = None,
     native_mpp: float | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
     """Score a manifest's images with a model and write the metrics JSON.
 
     Images are resampled to the model card's mpp and cut into ``card.input_size`` patches at
     ``stride`` (default: the training stride, else half the patch); an image smaller than one
-    patch is scored whole.
+    patch is scored whole. ``threshold`` defaults to the card's operating threshold (0.5 when the
+    card gives none); the probabilities are the card's calibrated ones (its ``temperature``).
 
     Returns
     -------
@@ -88,6 +89,7 @@ def evaluate_from_manifest(
         if not recs:
             raise ManifestError(f"no rows with split {split!r}", path=m.path)
     net, card = load_model_with_card(model)
+    threshold = float(card.threshold) if threshold is None else threshold
     tp = card.training.get("patches", {}) if isinstance(card.training.get("patches"), dict) else {}
     stride = stride or int(tp.get("stride", max(1, card.input_size // 2)))
     min_tissue = float(tp.get("min_tissue", 0.0)) if min_tissue is None else min_tissue
@@ -117,7 +119,14 @@ def evaluate_from_manifest(
         manifest=str(m.path),
         manifest_sha256=m.sha256,
         split=split,
-        settings={"mpp": card.mpp, "size": card.input_size, "stride": stride, "min_tissue": min_tissue},
+        settings={
+            "mpp": card.mpp,
+            "size": card.input_size,
+            "stride": stride,
+            "min_tissue": min_tissue,
+            "threshold": threshold,
+            "temperature": card.temperature,
+        },
         patients_seen_in_training=overlap,
         n_images_without_patches=len(recs) - len({p.image for p in ds.patches}),
         metrics=result,

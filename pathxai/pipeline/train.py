@@ -59,6 +59,8 @@ class PatchSettings:
         Resolution of images whose manifest row has no ``mpp``.
     min_tissue
         Drop patches with less tissue than this fraction.
+    scale_jitter
+        Relative scale jitter of training patches (``PatchDataset.scale_jitter``; 0: none).
     """
 
     mpp: float = 1.24
@@ -66,6 +68,7 @@ class PatchSettings:
     stride: int = 56
     native_mpp: float | None = None
     min_tissue: float = 0.3
+    scale_jitter: float = 0.0
 
 
 @dataclass
@@ -97,7 +100,9 @@ def _dataset(
 ) -> PatchDataset:
     """Patches of ``records`` (training ones augmented and seeded) normalised with ``mean``/``std``."""
     ps = run.patches
-    extra: dict[str, Any] = {"augment": run.augment, "seed": run.config.seed} if training else {}
+    extra: dict[str, Any] = (
+        {"augment": run.augment, "seed": run.config.seed, "scale_jitter": ps.scale_jitter} if training else {}
+    )
     return patches_from_manifest(
         records,
         run.data_root,
@@ -110,6 +115,14 @@ def _dataset(
         images=run.images_for(records),
         **extra,
     )
+
+
+def _patch_settings(ps: PatchSettings) -> dict[str, Any]:
+    """The card's record of how patches were cut (``scale_jitter`` only when it was used)."""
+    out: dict[str, Any] = {"size": ps.size, "stride": ps.stride, "mpp": ps.mpp, "min_tissue": ps.min_tissue}
+    if ps.scale_jitter > 0:
+        out["scale_jitter"] = ps.scale_jitter
+    return out
 
 
 def _card(
@@ -140,7 +153,7 @@ def _card(
             "n_train_images": len(train),
             "n_train_patches": len(train_ds),
             "n_test_images": len(test),
-            "patches": {"size": ps.size, "stride": ps.stride, "mpp": ps.mpp, "min_tissue": ps.min_tissue},
+            "patches": _patch_settings(ps),
             "config": run.config.to_dict(),
             "augment": run.augment.to_dict(),
             "history": result.history,
@@ -314,6 +327,8 @@ def train_from_manifest(
     num_threads: int = 2,
     hed_sigma: float = 0.05,
     hed_bias: float = 0.05,
+    stain_matrix_sigma: float = 0.0,
+    balance_sites: bool = False,
     folds: int | None = None,
     fold: int | None = None,
     cv: int | None = None,
@@ -327,6 +342,11 @@ def train_from_manifest(
     progress: bool = True,
 ) -> TrainJobResult:
     """Train (and evaluate) a patch classifier from a manifest; see the module docstring for modes.
+
+    ``stain_matrix_sigma`` adds a random stain-matrix perturbation to the HED jitter
+    (:class:`~pathxai.model.augment.Augmenter`); ``balance_sites`` samples patches balanced over
+    ``(site, class)`` (:class:`~pathxai.model.train.TrainConfig`); ``patches.scale_jitter`` jitters
+    the scale of training patches.
 
     Returns
     -------
@@ -349,13 +369,14 @@ def train_from_manifest(
         seed=seed,
         num_threads=num_threads,
         max_steps_per_epoch=max_steps_per_epoch,
+        balance_sites=balance_sites,
     )
     run = _Run(
         manifest=m,
         data_root=root,
         patches=patches or PatchSettings(),
         config=cfg,
-        augment=Augmenter(hed_sigma=hed_sigma, hed_bias=hed_bias),
+        augment=Augmenter(hed_sigma=hed_sigma, hed_bias=hed_bias, stain_matrix_sigma=stain_matrix_sigma),
         licence=licence,
         command=command,
         pretrained=None if pretrained is None else str(pretrained),
