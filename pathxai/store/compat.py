@@ -1,7 +1,8 @@
 """Whether a heatmap store holds the result of *this* slide with *these* settings.
 
 A store records its slide (content fingerprint and path) and every setting that changes its numbers
-as HDF5 attributes. Before a run reuses a store, finished or partial, :func:`check_compatible` compares
+as HDF5 attributes (:func:`check_schema` first checks that a file is a store of this schema at all).
+Before a run reuses a store, finished or partial, :func:`check_compatible` compares
 them with the run's and raises :class:`~pathxai.errors.StoreMismatchError` (never a message to parse)
 for another slide's store or for each setting that differs.
 """
@@ -13,11 +14,21 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
-from pathxai.errors import StoreMismatchError
+from pathxai.errors import StoreError, StoreMismatchError
+from pathxai.store.layout import HEATMAP_SCHEMA, PER_TILE, RELEVANCE_DATASETS
 
-__all__ = ["MATCH_KEYS", "attr_value", "check_compatible", "check_same_slide", "plain"]
+__all__ = [
+    "MATCH_KEYS",
+    "attr_value",
+    "check_compatible",
+    "check_same_slide",
+    "check_schema",
+    "first_line",
+    "plain",
+]
 
 #: Attributes that must agree between a store and a requested run (else :class:`StoreMismatchError`).
 MATCH_KEYS = (
@@ -131,3 +142,31 @@ def check_compatible(
             path=path,
             hint="use --overwrite to replace it, or another --out directory",
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (HDF5's are long)."""
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+
+
+def check_schema(h5: h5py.File, path: Path) -> None:
+    """Raise :class:`StoreError` unless ``h5`` is a heatmap store of this schema with its datasets."""
+    try:
+        schema = plain(h5.attrs.get("schema"))
+        if schema != HEATMAP_SCHEMA:
+            raise StoreError(
+                f"not a pathxai heatmap store of this version (schema {schema!r}, expected {HEATMAP_SCHEMA!r})",
+                path=path,
+                hint="rerun with --overwrite to rebuild it",
+            )
+        missing = [k for k in PER_TILE if k not in h5 and k not in RELEVANCE_DATASETS]
+        if missing:
+            raise StoreError(
+                f"heatmap store lacks datasets {missing}",
+                path=path,
+                hint="rerun with --overwrite to rebuild it",
+            )
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:  # damaged metadata
+        raise StoreError(
+            f"damaged HDF5 file ({first_line(exc)})", path=path, hint="delete it and rerun"
+        ) from exc

@@ -19,33 +19,12 @@ One file per slide, ``DIR/<slide_id>.h5``:
   ``min_tissue``, ``tissue_settings`` (JSON), ``model_sha256``, ``model_name``, ``method``,
   ``target_class``, ``window``, ``batch_size``, ``relevance_vmax``, ``pathxai_version``, ``created``.
 
-Crash safety. A run writes ``DIR/<slide_id>.partial.h5``, whose datasets are all created (and their
-storage allocated) when the file is created: afterwards a batch only overwrites raw bytes at fixed
-offsets, flushes, and then sets its ``/done`` markers and flushes again, so a killed process leaves
-at worst a batch without markers, and HDF5's metadata is never being rewritten. Finalising never
-modifies the partial file: the complete store is written to a temporary file that is renamed to
-``DIR/<slide_id>.h5`` (:func:`pathxai.atomic.atomic_path`) before the partial file is removed.
-Nothing half-written ever carries the final name.
-
-A full disk. Every file written here goes through :mod:`pathxai.store.guarded`: the HDF5 library
-never sees the failed write (which left it unable to close the file and crashed the interpreter at
-exit), and the run gets one :class:`~pathxai.errors.OutOfSpaceError`. The partial store's bytes are
-allocated on disk when it is created (:func:`~pathxai.store.guarded.reserve`), so a slide that cannot
-fit fails at its start, not after its tiles; a failed batch write raises before its ``/done``
-markers are set, and a failed finalisation leaves no final store (its partial store is kept).
-
-Checksums. The complete store records, in the ``checksums`` attribute (JSON), the sha256 of every
-dataset's values (hashed while finalising, never per tile) and of its other attributes; its datasets
-also carry HDF5 Fletcher-32 checksums per chunk, verified on every read.
-:func:`pathxai.store.verify.verify_store` checks them.
+How the files are written (crash safety, a full disk, checksums): :mod:`pathxai.store.writing`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -55,17 +34,22 @@ import numpy as np
 
 from pathxai.atomic import atomic_path
 from pathxai.errors import StoreError
-from pathxai.store.compat import MATCH_KEYS, attr_value, check_compatible, check_same_slide, plain
-from pathxai.store.guarded import GuardedFile, open_guarded, reserve
+from pathxai.store.compat import (
+    MATCH_KEYS,
+    check_compatible,
+    check_same_slide,
+    check_schema,
+    first_line,
+    plain,
+)
+from pathxai.store.guarded import GuardedFile, open_guarded
 from pathxai.store.layout import (
     CANVAS_LAYERS,
-    PER_TILE,
-    RELEVANCE_DATASETS,
-    Digests,
-    copy_per_tile,
-    create_canvas_layers,
-    early_dcpl,
+    HEATMAP_SCHEMA,
+    final_path,
+    partial_path,
 )
+from pathxai.store.writing import attrs_digest, create_partial, write_complete
 
 __all__ = [
     "CANVAS_LAYERS",
@@ -76,32 +60,6 @@ __all__ = [
     "final_path",
     "partial_path",
 ]
-
-HEATMAP_SCHEMA = "pathxai.heatmap/1"
-
-
-def final_path(directory: str | Path, slide_id: str) -> Path:
-    """Where the complete store of ``slide_id`` lives."""
-    return Path(directory) / f"{slide_id}.h5"
-
-
-def partial_path(directory: str | Path, slide_id: str) -> Path:
-    """Where an unfinished run of ``slide_id`` keeps its progress."""
-    return Path(directory) / f"{slide_id}.partial.h5"
-
-
-def _first_line(exc: BaseException) -> str:
-    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-
-
-def attrs_digest(attrs: Mapping[str, Any]) -> str:
-    """sha256 of a store's attributes (as plain values, sorted), leaving out ``checksums`` itself.
-
-    ``created`` (a timestamp) is left out too, so the same results give the same checksums in every run.
-    """
-    items = {k: plain(v) for k, v in attrs.items() if k not in ("checksums", "created")}
-    text = json.dumps(items, sort_keys=True, default=str, allow_nan=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class HeatmapStore:
@@ -153,47 +111,16 @@ class HeatmapStore:
             Writable; call :meth:`write_batch` then :meth:`finalize`.
         """
         path = Path(path)
-        n = len(coords)
-        if not (len(m_coords) == len(t_index) == len(tissue) == n):
-            raise ValueError("coords, m_coords, t_index and tissue must have the same length")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        # Built under a temporary name and renamed once complete, so a run killed while creating
-        # it never leaves an unreadable partial store (stale ``.*.part*`` files are cleaned up).
-        tmp = path.with_name(f".{path.name}.part")
-        try:
-            h5, guard = open_guarded(tmp, "w")
-        except OSError as exc:
-            raise StoreError(f"cannot create the store ({exc})", path=path) from exc
-        try:
-            for key, value in attrs.items():
-                h5.attrs[key] = attr_value(value)
-            h5.attrs["schema"] = HEATMAP_SCHEMA
-            h5.attrs["status"] = "partial"
-            h5.attrs["n_tiles"] = n
-            h5.attrs.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            h5.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(n, 2))
-            h5.create_dataset("m_coords", data=np.asarray(m_coords, np.int64).reshape(n, 2))
-            h5.create_dataset("t_index", data=np.asarray(t_index, np.int32).reshape(n, 2))
-            h5.create_dataset("tissue", data=np.asarray(tissue, np.float32).reshape(n))
-            h5.create_dataset("probabilities", shape=(n, n_classes), dtype="f4", dcpl=early_dcpl())
-            if tile_px is not None:
-                shape = (n, tile_px, tile_px)
-                h5.create_dataset("tile_relevance", shape=shape, dtype="f4", dcpl=early_dcpl())
-            h5.create_dataset("done", data=np.zeros(n, dtype=bool))
-            h5.create_dataset("failed", data=np.zeros(n, dtype=bool))
-            h5.close()
-            guard.close()
-            guard.raise_if_failed(path=path)
-            # the whole store on disk now: a slide that cannot fit fails before its tiles
-            reserve(tmp, name=path)
-            os.replace(tmp, path)
-            h5, guard = open_guarded(path, "r+")
-        except BaseException:
-            h5.close()
-            guard.close()
-            tmp.unlink(missing_ok=True)
-            raise
+        h5, guard = create_partial(
+            path,
+            coords=coords,
+            m_coords=m_coords,
+            t_index=t_index,
+            tissue=tissue,
+            n_classes=n_classes,
+            tile_px=tile_px,
+            attrs=attrs,
+        )
         return cls(h5, path, writable=True, guard=guard)
 
     @classmethod
@@ -240,32 +167,15 @@ class HeatmapStore:
                 h5, guard = open_guarded(path, mode)
         except OSError as exc:
             raise StoreError(
-                f"unreadable HDF5 file, probably truncated or damaged ({_first_line(exc)})",
+                f"unreadable HDF5 file, probably truncated or damaged ({first_line(exc)})",
                 path=path,
                 hint="delete it and rerun, or rerun with --overwrite",
             ) from exc
         store = cls(h5, path, writable=mode != "r", guard=guard)
         try:
-            schema = plain(h5.attrs.get("schema"))
-            if schema != HEATMAP_SCHEMA:
-                raise StoreError(
-                    f"not a pathxai heatmap store of this version (schema {schema!r}, expected {HEATMAP_SCHEMA!r})",
-                    path=path,
-                    hint="rerun with --overwrite to rebuild it",
-                )
-            missing = [k for k in PER_TILE if k not in h5 and k not in RELEVANCE_DATASETS]
-            if missing:
-                raise StoreError(
-                    f"heatmap store lacks datasets {missing}",
-                    path=path,
-                    hint="rerun with --overwrite to rebuild it",
-                )
-        except BaseException as exc:
+            check_schema(h5, path)
+        except BaseException:
             store.close()
-            if isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)):  # damaged metadata
-                raise StoreError(
-                    f"damaged HDF5 file ({_first_line(exc)})", path=path, hint="delete it and rerun"
-                ) from exc
             raise
         return store
 
@@ -419,7 +329,7 @@ class HeatmapStore:
             return np.asarray(ds[index])
         except (OSError, RuntimeError, ValueError) as exc:
             raise StoreError(
-                f"damaged store: /{name} cannot be read ({_first_line(exc)})",
+                f"damaged store: /{name} cannot be read ({first_line(exc)})",
                 path=self.path,
                 hint="check it with 'pathxai verify', then rebuild it: delete it or rerun with --overwrite",
             ) from exc
@@ -572,7 +482,9 @@ class HeatmapStore:
         with atomic_path(target) as tmp:
             out, guard = open_guarded(tmp, "w")
             try:
-                self._write_complete(out, guard, h, w, levels, bands, attrs, tile_chunk)
+                write_complete(
+                    self.h5, out, guard, (h, w), levels, bands, attrs, tile_chunk, self.has_relevance
+                )
             except BaseException:
                 out.close()
                 guard.close()
@@ -584,39 +496,3 @@ class HeatmapStore:
         self.close()
         self.path.unlink(missing_ok=True)
         return target
-
-    def _write_complete(
-        self,
-        out: h5py.File,
-        guard: GuardedFile,
-        h: int,
-        w: int,
-        levels: int,
-        bands: Iterable[tuple[str, int, int, np.ndarray]],
-        attrs: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
-        tile_chunk: int,
-    ) -> None:
-        """Write the complete store into ``out``, hashing each dataset as it is written."""
-        src = self.h5
-        digests = Digests()
-        for key, value in src.attrs.items():
-            out.attrs[key] = value
-        copy_per_tile(src, out, tile_chunk, digests)
-        guard.raise_if_failed()
-        layers = tuple(la for la in CANVAS_LAYERS if la != "relevance" or self.has_relevance)
-        create_canvas_layers(out, h, w, levels, layers)
-        for layer, level, row0, rows in bands:
-            name = f"{layer}/{level}"
-            out[name][row0 : row0 + rows.shape[0]] = rows
-            digests.add(name, row0, rows, np.float32)
-            guard.raise_if_failed()  # stop at the first failed write
-        extra = attrs() if callable(attrs) else (attrs or {})
-        for key, value in dict(extra).items():
-            out.attrs[key] = attr_value(value)
-        out.attrs["status"] = "complete"
-        out.attrs["levels"] = levels
-        out.attrs["canvas_height"] = h
-        out.attrs["canvas_width"] = w
-        out.attrs["checksums"] = json.dumps(
-            {"datasets": digests.result(), "attrs": attrs_digest(out.attrs)}, sort_keys=True
-        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -11,6 +12,7 @@ import numpy as np
 __all__ = [
     "CANVAS_LAYERS",
     "GZIP",
+    "HEATMAP_SCHEMA",
     "NO_RELEVANCE",
     "PER_TILE",
     "RELEVANCE_DATASETS",
@@ -19,7 +21,22 @@ __all__ = [
     "create_canvas_layers",
     "dataset_digest",
     "early_dcpl",
+    "final_path",
+    "partial_path",
 ]
+
+HEATMAP_SCHEMA = "pathxai.heatmap/1"
+
+
+def final_path(directory: str | Path, slide_id: str) -> Path:
+    """Where the complete store of ``slide_id`` lives."""
+    return Path(directory) / f"{slide_id}.h5"
+
+
+def partial_path(directory: str | Path, slide_id: str) -> Path:
+    """Where an unfinished run of ``slide_id`` keeps its progress."""
+    return Path(directory) / f"{slide_id}.partial.h5"
+
 
 #: Stitched layers of a complete store (``count`` only has level 0).
 CANVAS_LAYERS = ("relevance", "probability", "count")
