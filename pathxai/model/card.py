@@ -71,6 +71,10 @@ class ModelCard:
     source
         For imported models (``pathxai model import``): the source weights file(s) and their sha256,
         the key prefix stripped, tensors left out; empty otherwise.
+    projection
+        For models with a P-ClArC concept projection (``pathxai mitigate --method clarc-p``): the hooked
+        ``layer``, its ``channels`` and how the direction was made; the direction itself is in the
+        weights (``concept_projection.*``). ``None`` otherwise.
     trust_code
         Whether building the architecture runs the user's own code (``python:`` specs); such a card
         loads only with ``PATHXAI_TRUST_CODE=1``.
@@ -94,6 +98,7 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     trust_code: bool = False
+    projection: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -232,6 +237,15 @@ def _check(card: ModelCard) -> list[str]:
             for k, v in plan.items()
         ):
             p.append("'channel_plan' must map module names to non-empty lists of channel indices")
+    if card.projection is not None and not (
+        isinstance(card.projection, dict)
+        and isinstance(card.projection.get("layer"), str)
+        and isinstance(card.projection.get("channels"), int)
+        and not isinstance(card.projection.get("channels"), bool)
+        and card.projection["channels"] > 0
+        and _all_finite(card.projection)
+    ):
+        p.append("'projection' must hold a 'layer' name and a positive number of 'channels'")
     if not isinstance(card.trust_code, bool):
         p.append("'trust_code' must be true or false")
     for key in ("licence", "command", "pathxai_version"):
