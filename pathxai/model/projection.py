@@ -39,6 +39,9 @@ class ConceptProjection(nn.Module):
         Mean of ``v·a`` over clean activations.
     """
 
+    direction: torch.Tensor
+    offset: torch.Tensor
+
     def __init__(self, channels: int, direction: torch.Tensor | None = None, offset: float = 0.0) -> None:
         super().__init__()
         if channels < 1:
