@@ -35,7 +35,14 @@ def _cohort(tmp: Path) -> Path:
         path = tmp / f"im{i}.png"
         Image.fromarray(img).save(path)
         rows.append(
-            {"id": f"im{i}", "path": path.name, "tumor": tumour, "patient": f"p{i // 2}", "split": split, "mpp": MPP}
+            {
+                "id": f"im{i}",
+                "path": path.name,
+                "tumor": tumour,
+                "patient": f"p{i // 2}",
+                "split": split,
+                "mpp": MPP,
+            }
         )
     man = tmp / "manifest.csv"
     with man.open("w", newline="") as fh:
@@ -72,7 +79,9 @@ LABELS = {
     "family": "class-correlated",
     "severity": "high",
     "value": 0.2,
-    "details": {"candidates": [{"id": "im1", "label": 1, "tumour_probability": 0.05}, {"id": "im2", "label": 0}]},
+    "details": {
+        "candidates": [{"id": "im1", "label": 1, "tumour_probability": 0.05}, {"id": "im2", "label": 0}]
+    },
 }
 
 
@@ -102,6 +111,7 @@ def test_clarc_p_writes_a_loadable_model_with_before_and_after(tmp_path):
         assert step[when]["stress"]["n"] == 2  # the clean non-tumour test images
     assert [f["check"] for f in step["after"]["reaudit"]][:1] == ["artifact.relevance:pen:blue"]
     net, card = load_model_with_card(tmp_path / "out")
+    assert hasattr(net, "concept_projection")
     assert card.projection is not None and card.projection["method"] == "clarc-p"
     assert card.training["mitigation"]["steps"][0]["finding"] == PEN["id"]
     assert (tmp_path / "out" / "mitigation.html").read_text().count("<img") == 1
@@ -117,7 +127,10 @@ def test_label_finding_changes_nothing_without_a_confirmation_file(tmp_path):
     assert not (tmp_path / "out" / "model.safetensors").exists()
     assert man.read_text() == before
     cands = list(csv.DictReader((tmp_path / "out" / "relabel_candidates.csv").open()))
-    assert [(c["id"], c["suggested_label"], c["confirm"]) for c in cands] == [("im1", "0", ""), ("im2", "1", "")]
+    assert [(c["id"], c["suggested_label"], c["confirm"]) for c in cands] == [
+        ("im1", "0", ""),
+        ("im2", "1", ""),
+    ]
     # the person confirms one row only
     confirm = tmp_path / "confirmed.csv"
     cands[0]["confirm"] = "yes"
@@ -126,7 +139,14 @@ def test_label_finding_changes_nothing_without_a_confirmation_file(tmp_path):
         w.writeheader()
         w.writerows(cands)
     res = mitigate(
-        model, man, audit, tmp_path / "out2", settings=FAST, progress=False, reaudit=False, confirm_labels=confirm
+        model,
+        man,
+        audit,
+        tmp_path / "out2",
+        settings=FAST,
+        progress=False,
+        reaudit=False,
+        confirm_labels=confirm,
     )
     assert res.status == "mitigated"
     assert res.steps[0]["changed"] == {"im1": 0}
