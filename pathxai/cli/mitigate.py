@@ -40,7 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, default=3e-4, help="fine-tuning learning rate")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--stride", type=positive_int, default=None, help="patch step (default: half the patch)")
-    p.add_argument("--rr-lambda", type=positive_float, default=1.0, help="RR-ClArC penalty weight")
+    p.add_argument("--rr-lambda", type=positive_float, default=100.0, help="RR-ClArC penalty weight")
+    p.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="ClArC fine-tuning trains the whole network (default: only the layers after --layer)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument("--train-split", default="train")
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         stride=args.stride,
         rr_lambda=args.rr_lambda,
+        freeze_below=not args.no_freeze,
         seed=args.seed,
         threads=args.threads,
     )

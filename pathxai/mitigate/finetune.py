@@ -9,7 +9,9 @@
 
 Data-side fixes (masked artifacts, recoloured stains, re-weighted sampling) come in as images,
 sampling weights and an augmentation. Batch-norm statistics are frozen (few images, no drift of
-the clean behaviour) and the seed fixes sampling and augmentation.
+the clean behaviour) and the seed fixes sampling and augmentation. With a concept edit, the layers up to the concept layer are frozen
+(``freeze_below``): fine-tuning the whole network on the biased data lets it re-encode the artifact
+along a new direction (measured in benchmarks/mitigate.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathxai.mitigate.cav import Concept, layer_module
 from pathxai.model.card import ModelCard
 from pathxai.model.datasets import PatchDataset
 
-__all__ = ["ConceptEdit", "FinetuneSettings", "finetune"]
+__all__ = ["ConceptEdit", "FinetuneSettings", "finetune", "freeze_through"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class FinetuneSettings:
     min_tissue: float = 0.3
     seed: int = 0
     threads: int = 1
-    rr_lambda: float = 1.0
+    rr_lambda: float = 100.0
+    freeze_below: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -75,6 +78,8 @@ class ConceptEdit:
     def hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
         """Keep (``rr``) or edit (``add``) the layer's output."""
         if self.mode == "rr":
+            if not output.requires_grad:  # the layers below are frozen: differentiate from here
+                output = output.detach().requires_grad_(True)
             self.acts = output
             return output
         if self.add_mask is None:
@@ -93,6 +98,23 @@ class ConceptEdit:
         (grad,) = torch.autograd.grad(score.sum(), self.acts, create_graph=True)
         along = (grad * self._v(grad)).flatten(1).sum(dim=1)
         return (along**2).mean()
+
+
+def freeze_through(model: nn.Module, layer: str) -> int:
+    """Turn off gradients of every parameter up to and including ``layer`` (in module order); the count frozen.
+
+    The concept edits then train only the layers after the concept layer (as A-ClArC does), so the
+    layers before it cannot re-encode the artifact along a new direction.
+    """
+    n, inside = 0, False
+    for name, module in model.named_modules():
+        if inside and name != layer and not name.startswith(layer + "."):
+            break
+        inside = inside or name == layer
+        for p in module.parameters(recurse=False):
+            p.requires_grad_(False)
+            n += p.numel()
+    return n
 
 
 def _freeze_batch_norm(model: nn.Module) -> None:
@@ -165,7 +187,11 @@ def finetune(
         w = np.asarray(weights, np.float64)[ds.patch_images]
         probs = w / w.sum()
     steps_per_epoch = max(1, len(ds) // settings.batch_size)
-    opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    if edit is not None and settings.freeze_below:
+        freeze_through(net, edit.concept.layer)
+    opt = torch.optim.AdamW(
+        [p for p in net.parameters() if p.requires_grad], lr=settings.lr, weight_decay=settings.weight_decay
+    )
     handle = (
         layer_module(net, edit.concept.layer).register_forward_hook(edit.hook) if edit is not None else None
     )
