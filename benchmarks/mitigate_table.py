@@ -36,8 +36,13 @@ def main() -> None:
         bias, seed, method = p.parent.name.split("-", 2)
         step = json.loads(p.read_text())["steps"][0]
         b, a = step["before"], step["after"]
+        own = f"artifact.relevance:{step['artifact']}" if step["kind"] == "artifact" else "stain.sensitivity"
         sev = {
-            w: [f"{r['check'].split(':')[0].split('.')[-1]}={r['severity']}" for r in step[w]["reaudit"]]
+            w: [
+                f"{r['check']} {r['severity']} ({_f(r['value'])})"
+                for r in step[w]["reaudit"]
+                if r["check"] == own
+            ]
             for w in ("before", "after")
         }
         runs[(bias, method)].append(

@@ -34,7 +34,7 @@ from pathxai.mitigate.transplant import fill_masked, stain_transfer
 from pathxai.model.card import ModelCard
 from pathxai.model.projection import install_projection, projection_spec
 
-__all__ = ["AUTO", "METHOD_KINDS", "Outcome", "choose_method", "run_method"]
+__all__ = ["AUTO", "METHOD_KINDS", "Outcome", "choose_method", "recalibrate", "run_method"]
 
 #: The method ``auto`` picks per kind of finding (see benchmarks/mitigate.md for why).
 AUTO = {"artifact": "rr-clarc", "stain": "stain", "sampling": "rebalance"}
@@ -81,14 +81,43 @@ def _concept(model: nn.Module, card: ModelCard, cohort: Cohort, ev: Evidence, la
     return fit_concept(model, card, layer, art, cln)
 
 
+def recalibrate(model: nn.Module, card: ModelCard, images: list[np.ndarray], labels: list[int]) -> float:
+    """Shift the last linear layer's biases so the 0.5 threshold sits at the best balanced accuracy on ``images``.
+
+    Removing a concept that pushed one class up moves every probability of that class down; the AUC
+    stays, the threshold does not. Returns the logit shift applied (0 when not a two-class model).
+    """
+    import torch
+
+    from pathxai.audit.heat import image_predictor
+
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if card.num_classes != 2 or not last or last[-1].bias is None:
+        return 0.0
+    p = np.clip(image_predictor(model, card)(images), 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p))
+    y = np.asarray(labels)
+    if len(set(y.tolist())) < 2:
+        return 0.0
+    cands = np.unique(logit)
+    bal = [((logit[y == 1] >= t).mean() + (logit[y == 0] < t).mean()) / 2 for t in cands]
+    shift = float(cands[int(np.argmax(bal))]) - 1e-3  # the best threshold moves to logit 0
+    with torch.no_grad():
+        last[-1].bias[card.tumour_index] -= shift / 2
+        last[-1].bias[1 - card.tumour_index] += shift / 2
+    return shift
+
+
 def _clarc_p(
     model: nn.Module, card: ModelCard, cohort: Cohort, ev: Evidence, layer: str, **_: Any
 ) -> Outcome:
     concept = _concept(model, card, cohort, ev, layer)
     new = copy.deepcopy(model)
     install_projection(new, layer, concept.channels, concept.direction, concept.offset)
+    shift = recalibrate(new, card, list(cohort.train), list(cohort.train_labels))
+    info = {**concept.info(), "threshold_shift_logit": shift}
     return Outcome(
-        new, projection_spec(layer, concept.channels, method="clarc-p", finding=ev.target.id), concept.info()
+        new, projection_spec(layer, concept.channels, method="clarc-p", finding=ev.target.id), info
     )
 
 
