@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pathxai.mitigate.stress import PASS_FLOOR, PASS_RATIO
+
 
 def _f(x: float | None, sign: bool = False) -> str:
     if x is None or not np.isfinite(x):
@@ -52,7 +54,9 @@ def main() -> None:
                 "flip": (b["stress"]["flip_rate"], a["stress"]["flip_rate"]),
                 "rel": (b.get("relevance_on_artifact"), a.get("relevance_on_artifact")),
                 "auc": (b["clean_auc"], a["clean_auc"]),
-                "passed": step["passed"],
+                # recomputed with the current rule (runs made before the rule took |sensitivity|)
+                "passed": abs(a["stress"]["sensitivity"])
+                <= max(PASS_FLOOR, PASS_RATIO * abs(b["stress"]["sensitivity"])),
                 "reaudit": sev,
             }
         )

@@ -37,7 +37,7 @@ from pathxai.model.projection import install_projection, projection_spec
 __all__ = ["AUTO", "METHOD_KINDS", "Outcome", "choose_method", "recalibrate", "run_method"]
 
 #: The method ``auto`` picks per kind of finding (see benchmarks/mitigate.md for why).
-AUTO = {"artifact": "rr-clarc", "stain": "stain", "sampling": "rebalance"}
+AUTO = {"artifact": "clarc-p", "stain": "stain", "sampling": "rebalance"}
 #: Kinds of finding each method can act on.
 METHOD_KINDS = {
     "clarc-p": ("artifact", "stain"),

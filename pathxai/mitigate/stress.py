@@ -3,8 +3,9 @@
 The stress test pastes the audit's artifact (or imposes the marked class's stain) onto held-out images
 of the other class and measures how far the tumour probability moves towards the marked class. A
 mitigation passes when that sensitivity falls to at most :data:`PASS_RATIO` of the original model's
-(or below :data:`PASS_FLOOR`): a mitigation that changes nothing keeps the original sensitivity and
-fails, whatever else it reports.
+(or below :data:`PASS_FLOOR`), in absolute value: a model that now moves *against* the artifact still
+depends on it. A mitigation that changes nothing keeps the original sensitivity and fails, whatever
+else it reports.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def stain_stress(
 
 def passes(before: StressResult, after: StressResult) -> bool:
     """Whether the mitigated model's sensitivity fell enough (see the module docs)."""
-    return after.sensitivity <= max(PASS_FLOOR, PASS_RATIO * before.sensitivity)
+    return abs(after.sensitivity) <= max(PASS_FLOOR, PASS_RATIO * abs(before.sensitivity))
 
 
 def relevance_ratio(relevance: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> float | None:

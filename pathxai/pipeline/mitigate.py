@@ -108,7 +108,7 @@ def _cohort(
 def _passed(before: dict[str, Any], after: dict[str, Any]) -> bool | None:
     if "stress" not in before:
         return None
-    b, a = before["stress"]["sensitivity"], after["stress"]["sensitivity"]
+    b, a = abs(before["stress"]["sensitivity"]), abs(after["stress"]["sensitivity"])
     return bool(a <= max(PASS_FLOOR, PASS_RATIO * b))
 
 
@@ -255,7 +255,7 @@ def mitigate(
         "audit": str(audit),
         "method": method,
         "settings": st.to_dict(),
-        "pass_rule": f"after sensitivity <= max({PASS_FLOOR}, {PASS_RATIO} x before)",
+        "pass_rule": f"|after sensitivity| <= max({PASS_FLOOR}, {PASS_RATIO} x |before|)",
         "steps": steps,
         "seconds": time.perf_counter() - t0,
     }

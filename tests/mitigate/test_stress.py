@@ -68,3 +68,12 @@ def test_paste_and_relevance_ratio():
     assert abs(relevance_ratio([rel_flat], [mask]) - 1.0) < 1e-9
     filled = fill_masked(out, mask)
     assert _blue_share(filled) < 0.2 * _blue_share(out)
+
+
+def test_following_the_artifact_backwards_still_fails():
+    """An over-corrected model that now moves against the artifact still depends on it."""
+    donors, recipients = _cohort()
+    before = artifact_stress(shortcut_model, recipients, donors, flagged_class=1)
+    backwards = artifact_stress(shortcut_model, recipients, donors, flagged_class=0)
+    assert backwards.sensitivity < 0
+    assert not passes(before, backwards)
