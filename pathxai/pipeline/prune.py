@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pathxai.errors import ModelError
 from pathxai.model.io import load_model_with_card
 from pathxai.prune import CRITERIA, check_ratio, compose_plans
 from pathxai.prune.data import load_prune_data
@@ -34,6 +35,19 @@ from pathxai.prune.sweep import BASELINE, SweepTable, baseline_row, run_row, swe
 from pathxai.prune.sweep_plot import plot_sweep
 
 __all__ = ["PruneResult", "PruneSettings", "SweepResult", "prune_from_manifest", "prune_sweep"]
+
+
+def _unprojected(model_path: str | Path) -> tuple[torch.nn.Module, Any]:
+    """Load a model to prune; one with a P-ClArC projection is refused (pruning would cut its direction)."""
+    model, card = load_model_with_card(model_path)
+    if card.projection:
+        raise ModelError(
+            f"the model holds a concept projection on {card.projection.get('layer')!r} (pathxai mitigate "
+            "--method clarc-p); pruning would cut channels the projection spans",
+            path=Path(model_path),
+            hint="prune the original model, then mitigate the pruned one",
+        )
+    return model, card
 
 
 @dataclass(frozen=True)
@@ -115,7 +129,7 @@ def prune_from_manifest(
     settings = settings or PruneSettings()
     ratio = check_ratio(ratio)
     _check_criterion(criterion)
-    model, card = load_model_with_card(model_path)
+    model, card = _unprojected(model_path)
     data = load_prune_data(
         card, manifest_path, data_root, heldout_stride=settings.heldout_stride, progress=progress
     )
@@ -185,7 +199,7 @@ def prune_sweep(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = SweepTable(out / "sweep.csv")
-    model, card = load_model_with_card(model_path)
+    model, card = _unprojected(model_path)
     data = load_prune_data(
         card, manifest_path, data_root, heldout_stride=settings.heldout_stride, progress=progress
     )

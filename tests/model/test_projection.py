@@ -65,3 +65,14 @@ def test_card_projection_must_name_a_layer(tmp_path):
     (tmp_path / "m" / "model_card.json").write_text(bad.to_json())
     with pytest.raises(ModelError, match="no_such_layer"):
         load_model_with_card(tmp_path / "m")
+
+
+def test_pruning_refuses_a_projected_model(tmp_path):
+    from pathxai.pipeline.prune import prune_from_manifest
+
+    src = save_tiny_model(tmp_path / "m")
+    model, card = load_model_with_card(src)
+    install_projection(model, "features", 16, torch.randn(16))
+    save_model(model, dataclasses.replace(card, projection=projection_spec("features", 16)), tmp_path / "p")
+    with pytest.raises(ModelError, match="concept projection"):
+        prune_from_manifest(tmp_path / "p", tmp_path / "none.csv", tmp_path, "lrp", 0.3, tmp_path / "out")
