@@ -68,7 +68,7 @@ def _reaudit(
                     it.image,
                     it.mpp,
                     it.l0_per_px,
-                    it.tumor,
+                    it.tumour,
                     it.meta,
                     heat=heat_of_image(it.image, ex, card),
                 )

@@ -66,7 +66,7 @@ def _records(
     man_path: str | Path, train_split: str, test_split: str
 ) -> tuple[list[ManifestRecord], list[ManifestRecord]]:
     m = read_manifest(man_path)
-    recs = [r for r in m.records if r.tumor is not None]
+    recs = [r for r in m.records if r.tumour is not None]
     train = [r for r in recs if r.split == train_split]
     test = [r for r in recs if r.split == test_split]
     if not train or not test:
@@ -92,10 +92,10 @@ def _cohort(
     return Cohort(
         mpp=mpp,
         train=imgs[:n],
-        train_labels=[int(r.tumor or 0) for r in train],
+        train_labels=[int(r.tumour or 0) for r in train],
         train_ids=[r.id for r in train],
         heldout=imgs[n:],
-        heldout_labels=[int(r.tumor or 0) for r in test],
+        heldout_labels=[int(r.tumour or 0) for r in test],
         heldout_ids=[r.id for r in test],
         train_groups={
             "site": [r.site or "" for r in train],
