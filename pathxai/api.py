@@ -23,10 +23,11 @@ if TYPE_CHECKING:  # the types only; nothing heavy is imported at run time
     from pathxai.audit.findings import AuditReport
     from pathxai.pipeline.evaluate import EvaluationResult
     from pathxai.pipeline.heatmap import BatchResult, HeatmapSettings
+    from pathxai.pipeline.mitigate import MitigationResult
     from pathxai.pipeline.prune import PruneResult
     from pathxai.pipeline.train import TrainJobResult
 
-__all__ = ["audit", "evaluate", "heatmap", "prune", "train"]
+__all__ = ["audit", "evaluate", "heatmap", "mitigate", "prune", "train"]
 
 
 def heatmap(
@@ -75,3 +76,12 @@ def evaluate(manifest: str | Path, model: str | Path = "default", **kwargs: Any)
     from pathxai.pipeline.evaluate import evaluate_from_manifest
 
     return evaluate_from_manifest(manifest, model, **kwargs)
+
+
+def mitigate(
+    model: str | Path, manifest: str | Path, audit: str | Path, out: str | Path, **kwargs: Any
+) -> MitigationResult:
+    """Correct a model for audit findings and stress-test it: :func:`pathxai.pipeline.mitigate.mitigate`."""
+    from pathxai.pipeline.mitigate import mitigate as run_mitigate
+
+    return run_mitigate(model, manifest, audit, out, **kwargs)

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "verify",
     "audit",
     "prune",
+    "mitigate",
     "demo",
     "view",
 )

@@ -20,6 +20,7 @@ from zennit.torchvision import ResNetCanonizer
 from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from pathxai.errors import ExplainError
+from pathxai.model.projection import ConceptProjection
 
 #: Modules that pass relevance through unchanged (no rule needed).
 NEUTRAL_MODULES = (
@@ -58,7 +59,10 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
 
 
 def _supported(module: nn.Module) -> bool:
-    return isinstance(module, (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, *NEUTRAL_MODULES))
+    # a ConceptProjection runs in a forward hook of the layer it projects (relevance passes it as a gradient)
+    return isinstance(
+        module, (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, ConceptProjection, *NEUTRAL_MODULES)
+    )
 
 
 def check_supported(model: nn.Module) -> None:

@@ -46,6 +46,7 @@ from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 from pathxai.errors import ExplainError
 from pathxai.explain.canonize import NEUTRAL_MODULES, is_resnet
 from pathxai.explain.rules import RuleHook
+from pathxai.model.projection import ConceptProjection
 
 __all__ = ["Gate", "GateRule", "LRPPlan", "graph_canonize", "graph_layer_map", "plan_lrp"]
 
@@ -148,7 +149,10 @@ class _Tracer(fx.Tracer):
 def _has_rule(module: nn.Module) -> bool:
     if isinstance(module, nn.MultiheadAttention):
         return False
-    return isinstance(module, (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, Gate, *NEUTRAL_MODULES))
+    return isinstance(
+        module,
+        (Linear, BatchNorm, Activation, AvgPool, MaxPool, Sum, Gate, ConceptProjection, *NEUTRAL_MODULES),
+    )
 
 
 def _name(target: Any) -> str:

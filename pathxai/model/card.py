@@ -71,6 +71,10 @@ class ModelCard:
     source
         For imported models (``pathxai model import``): the source weights file(s) and their sha256,
         the key prefix stripped, tensors left out; empty otherwise.
+    projection
+        For models with a P-ClArC concept projection (``pathxai mitigate --method clarc-p``): the hooked
+        ``layer``, its ``channels`` and how the direction was made; the direction itself is in the
+        weights (``concept_projection.*``). ``None`` otherwise.
     trust_code
         Whether building the architecture runs the user's own code (``python:`` specs); such a card
         loads only with ``PATHXAI_TRUST_CODE=1``.
@@ -102,6 +106,7 @@ class ModelCard:
     trust_code: bool = False
     temperature: float = 1.0
     threshold: float = 0.5
+    projection: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -244,6 +249,15 @@ def _check(card: ModelCard) -> list[str]:
         p.append(f"'temperature' must be a number in [0.01, 100], got {card.temperature!r}")
     if not _is_number(card.threshold) or not 0 < float(card.threshold) < 1:
         p.append(f"'threshold' must be a probability strictly between 0 and 1, got {card.threshold!r}")
+    if card.projection is not None and not (
+        isinstance(card.projection, dict)
+        and isinstance(card.projection.get("layer"), str)
+        and isinstance(card.projection.get("channels"), int)
+        and not isinstance(card.projection.get("channels"), bool)
+        and card.projection["channels"] > 0
+        and _all_finite(card.projection)
+    ):
+        p.append("'projection' must hold a 'layer' name and a positive number of 'channels'")
     if not isinstance(card.trust_code, bool):
         p.append("'trust_code' must be true or false")
     for key in ("licence", "command", "pathxai_version"):

@@ -179,6 +179,15 @@ def _build_from_card(card: ModelCard, source: Path) -> nn.Module:
             raise
         except Exception as exc:
             raise ModelError(f"cannot apply the card's channel plan: {exc}", path=source) from exc
+    if card.projection:
+        from pathxai.model.projection import install_projection
+
+        try:
+            install_projection(model, card.projection["layer"], card.projection["channels"])
+        except ModelError as exc:
+            raise ModelError(
+                str(exc), path=source, hint="the card's 'projection' names another model"
+            ) from exc
     return model
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pathxai.errors import ModelError
 from pathxai.model.io import load_model_with_card
 from pathxai.prune import CRITERIA, check_ratio, compose_plans
 from pathxai.prune.data import load_prune_data
@@ -43,6 +44,19 @@ __all__ = [
     "prune_from_manifest",
     "prune_sweep",
 ]
+
+
+def _unprojected(model_path: str | Path) -> tuple[torch.nn.Module, Any]:
+    """Load a model to prune; one with a P-ClArC projection is refused (pruning would cut its direction)."""
+    model, card = load_model_with_card(model_path)
+    if card.projection:
+        raise ModelError(
+            f"the model holds a concept projection on {card.projection.get('layer')!r} (pathxai mitigate "
+            "--method clarc-p); pruning would cut channels the projection spans",
+            path=Path(model_path),
+            hint="prune the original model, then mitigate the pruned one",
+        )
+    return model, card
 
 
 @dataclass(frozen=True)
@@ -126,7 +140,7 @@ def prune_from_manifest(
     settings = settings or PruneSettings()
     ratio = check_ratio(ratio)
     _check_criterion(criterion)
-    model, card = load_model_with_card(model_path)
+    model, card = _unprojected(model_path)
     data = load_prune_data(
         card, manifest_path, data_root, heldout_stride=settings.heldout_stride, progress=progress
     )
@@ -204,7 +218,7 @@ def prune_sweep(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = SweepTable(out / "sweep.csv")
-    model, card = load_model_with_card(model_path)
+    model, card = _unprojected(model_path)
     if pxp:  # a model too narrow for 95 % (a layer would lose every channel) stops earlier
         ratios = feasible_ratios(model, card.input_size, PXP_RATES[1:])
     data = load_prune_data(
