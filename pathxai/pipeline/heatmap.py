@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pathxai.atomic import write_text_atomic
-from pathxai.errors import OutOfSpaceError
+from pathxai.errors import OutOfSpaceError, PathXAIError
 from pathxai.heatmap.compute import TileProgress
 from pathxai.heatmap.jobs import SlideJob, resolve_jobs
 from pathxai.heatmap.pool import ExplainPool
@@ -69,7 +69,8 @@ def _dask_key(job: SlideJob) -> str:
 
 
 def _dask_failure(job: SlideJob, exc: Exception) -> SlideResult:
-    return SlideResult(job.slide_id, job.path, "failed", error=f"dask task failed: {exc}")
+    error = str(exc) if isinstance(exc, PathXAIError) else f"dask task failed: {exc}"
+    return SlideResult(job.slide_id, job.path, "failed", error=error)
 
 
 def _run_on_dask(
@@ -203,6 +204,7 @@ def heatmap_batch(
         try:
             if dask:
                 _run_on_dask(jobs, out, settings, dask, dask_workers, done)
+                _clean_stale_temporaries(out)  # those of workers that died mid-write
             else:
                 _run_locally(jobs, out, settings, on_start, progress, done)
         except OutOfSpaceError:
