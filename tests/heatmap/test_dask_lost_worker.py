@@ -58,6 +58,8 @@ def _kill_second_slide_of_a_worker(log: Path, out: Path, stop: threading.Event, 
 @pytest.fixture
 def worker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Dask workers of this test log their slide starts here (and honour the poison list)."""
+    # imported first: a config.set of a new top-level key would drop distributed's defaults on exit
+    pytest.importorskip("distributed")
     import dask
 
     log = tmp_path / "starts.log"
@@ -69,7 +71,6 @@ def worker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_worker_killed_mid_slide_is_retried_and_matches_a_clean_run(
     tiny_model: Path, tmp_path: Path, worker_log: Path
 ) -> None:
-    pytest.importorskip("distributed")
     slides = [write_synthetic_slide(tmp_path / "a.tiff", 700, 500, mpp=0.5)] + [
         write_synthetic_slide(tmp_path / f"{n}.tiff", 2400, 1800, mpp=0.5) for n in ("b", "c")
     ]
@@ -104,7 +105,6 @@ def test_worker_killed_mid_slide_is_retried_and_matches_a_clean_run(
 def test_slide_that_kills_every_worker_is_reported_and_the_batch_finishes(
     tiny_model: Path, tmp_path: Path, worker_log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("distributed")
     from pathxai.heatmap.dask_runner import MAX_ATTEMPTS
 
     monkeypatch.setenv("PATHXAI_TEST_DASK_POISON", "poison")
