@@ -85,6 +85,10 @@ def run_on_dask(
         "distributed.worker.daemon": False,
         # a task whose worker died runs again elsewhere, at most max_attempts times in all
         "distributed.scheduler.allowed-failures": max(0, max_attempts - 1),
+        # a local cluster closes a dead worker's nanny if the restarted worker has not registered
+        # within this (Dask's 15 s): on a loaded machine a worker importing torch takes longer, and
+        # closed nannies leave the cluster without workers and the batch waiting for ever
+        "distributed.deploy.lost-worker-timeout": "10 minutes",
     }
     with dask.config.set(config):
         if address == "local":
