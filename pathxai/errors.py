@@ -103,6 +103,10 @@ class DaskUnavailableError(PathXAIError):
     """Dask (``distributed``) is not installed."""
 
 
+class WorkerLostError(PathXAIError):
+    """Every worker process that ran a task died while computing it (bounded retries used up)."""
+
+
 def read_and_parse(path: str | Path, parse: Callable[[bytes], T], error: type[E], what: str) -> T:
     """Read ``path`` and ``parse`` its bytes; failures become ``error`` naming the file.
 

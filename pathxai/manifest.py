@@ -43,6 +43,7 @@ __all__ = [
     "Manifest",
     "ManifestRecord",
     "Problem",
+    "drop_repeats",
     "file_sha256",
     "read_manifest",
     "resolve",
@@ -261,6 +262,7 @@ def _records(
     canon_cols = set(hmap.values())
     records: list[ManifestRecord] = []
     ids: dict[str, int] = {}
+    files: dict[str, tuple[int, int | None]] = {}  # file key -> (first line, its tumour label)
     for line, row in rows:
 
         def get(key: str, row: dict[str, str] = row) -> str | None:
@@ -285,6 +287,19 @@ def _records(
                 problems.append(Problem(line, hmap["sha256"], f"sha256 {sha!r} is not 64 hex digits"))
         label = get("label")
         tumour = _tumour(line, hmap, label, get("tumor"), problems)
+        for key in _file_keys(path, url, sha):
+            first = files.setdefault(key, (line, tumour))
+            if first[0] != line and first[1] is not None and tumour is not None and first[1] != tumour:
+                problems.append(
+                    Problem(
+                        line,
+                        hmap.get("label", "tumor"),
+                        f"same file as line {first[0]} ({key.split(':', 1)[0]}) but labelled "
+                        f"{'tumour' if tumour else 'non-tumour'} here and "
+                        f"{'tumour' if first[1] else 'non-tumour'} there (fix or remove one row)",
+                    )
+                )
+                break
         mpp = _mpp(line, hmap, get("mpp"), problems)
         records.append(
             ManifestRecord(
@@ -344,6 +359,35 @@ def _mpp(line: int, hmap: dict[str, str], raw: str | None, problems: list[Proble
         problems.append(Problem(line, hmap["mpp"], f"mpp {raw!r} is not a plausible µm/px (0.01-100)"))
         return None
     return mpp
+
+
+def _file_keys(path: str | None, url: str | None, sha: str | None) -> list[str]:
+    """What names a row's file: its normalised path or URL, and its sha256 when given."""
+    keys = [f"path:{os.path.normpath(path)}"] if path else [f"url:{url}"] if url else []
+    return keys + ([f"sha256:{sha}"] if sha else [])
+
+
+def drop_repeats(manifest: Manifest) -> tuple[Manifest, list[tuple[int, int]]]:
+    """The manifest with each file once (its first row); and ``(line, first line)`` of each row dropped.
+
+    A file is repeated when two rows give the same normalised path or URL, or the same sha256.
+    (Rows that repeat a file with another label are already refused by :func:`read_manifest`.)
+    """
+    seen: dict[str, int] = {}
+    kept: list[ManifestRecord] = []
+    dropped: list[tuple[int, int]] = []
+    for rec in manifest.records:
+        keys = _file_keys(rec.path, rec.url, rec.sha256)
+        first = next((seen[k] for k in keys if k in seen), None)
+        if first is not None:
+            dropped.append((rec.line, first))
+            continue
+        for k in keys:
+            seen[k] = rec.line
+        kept.append(rec)
+    if not dropped:
+        return manifest, []
+    return dataclasses.replace(manifest, records=tuple(kept)), dropped
 
 
 def read_manifest(path: str | Path) -> Manifest:

@@ -24,13 +24,15 @@ from pathxai.audit.heat import SPRAY_SIDE, TILING, heat_from_npz, heat_from_stor
 from pathxai.errors import AuditError, ManifestError, PathXAIError
 from pathxai.manifest import MPP_COLUMNS, Manifest, ManifestRecord, resolve, resolve_mask
 from pathxai.model.card import ModelCard
-from pathxai.model.datasets import read_rgb, rescale_to_mpp
+from pathxai.model.datasets import read_rgb, refuse_too_small, rescale_to_mpp
 
 __all__ = ["DEFAULT_ANALYSIS_MPP", "build_items", "is_glas", "is_image_cohort"]
 
 #: Resolution of the analysis image when no model is given (image cohorts) / of slide thumbnails.
 DEFAULT_ANALYSIS_MPP = 1.24
 SLIDE_THUMB_MPP = 4.0
+#: Without a model, images are refused below half this side at the analysis mpp, as with a model's input.
+MODEL_FREE_INPUT = 64
 SLIDE_THUMB_MAX_SIDE = 3000
 
 
@@ -101,6 +103,13 @@ def _image_item(
         )
     full = resolve(rec, data_root)
     img = rescale_to_mpp(read_rgb(full), rec.mpp, mpp)
+    try:  # an 8 x 8 px image must not pass as evidence (stain and model checks see almost nothing)
+        if card is not None:
+            refuse_too_small([img], [rec.id], card.input_size)
+        else:
+            refuse_too_small([img], [rec.id], MODEL_FREE_INPUT, f"a {MODEL_FREE_INPUT} px analysis tile")
+    except ManifestError as exc:
+        raise ManifestError(f"line {rec.line}: {exc.message} (at {mpp:g} µm/px)", hint=exc.hint) from None
     mask = _read_mask(rec, data_root, img.shape[:2])
     heat = None
     if explainer is not None and card is not None:

@@ -125,6 +125,18 @@ def _class_counts(items: Sequence[AuditItem]) -> Counter[str]:
     return Counter(lab for lab in map(_label, items) if lab != "unlabelled")
 
 
+def _imbalance_message(lc: Counter[str]) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(lc.items()))
+    if len(lc) == 1:
+        return (
+            f"Only one class in the cohort ({counts}): the ratio is unbounded, and no classifier "
+            "performance or class-correlated bias can be assessed on it."
+        )
+    if not lc:
+        return "No labelled item: class balance cannot be assessed."
+    return f"Class counts: {counts}."
+
+
 @register_check("sampling.imbalance", family="sampling")
 def check_imbalance(ctx: CheckContext) -> list[BiasFinding]:
     """Majority / minority class count."""
@@ -141,7 +153,7 @@ def check_imbalance(ctx: CheckContext) -> list[BiasFinding]:
             "sampling.imbalance",
             "majority / minority class count",
             ratio if finite else None,
-            "Class counts: " + ", ".join(f"{k} {v}" for k, v in sorted(lc.items())) + ".",
+            _imbalance_message(lc),
             grade=bool(lc),
             grade_value=ratio if finite else 1e9,
             details={"counts": dict(lc)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pathxai.cli._common import SLIDES_WITHOUT_MPP, add_inputs, add_quiet, add_slide_mpp
 
@@ -60,12 +61,14 @@ def run(args: argparse.Namespace) -> int:
             slide_mpp=args.slide_mpp,
             progress=not args.quiet,
         )
+    for note in report.notes:
+        print(f"pathxai audit: note: {note}", file=sys.stderr)
     d = report.to_dict()["summary"]["counts"]
     print(f"findings: high {d['high']}, medium {d['medium']}, low {d['low']}, info {d['info']}")
     for f in report.findings:
         if f.severity in ("high", "medium"):
-            print(
-                f"  [{f.severity}] {f.check}: {f.metric} = {f.value if f.value is None else round(f.value, 3)}"
-            )
+            # a finding without a number (an unbounded ratio, ...) is told by its message
+            said = f"{f.metric} = {round(f.value, 3)}" if f.value is not None else f.message
+            print(f"  [{f.severity}] {f.check}: {said}")
     print(f"written: {args.out}/report.html, report.json, findings.geojson")
     return 0

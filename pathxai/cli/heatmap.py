@@ -7,6 +7,7 @@ and ``<id>.json`` (summary); resumes interrupted runs; lists failed slides in ``
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the batch and print a per-slide report; exit 1 if any slide failed."""
     from pathxai.heatmap.settings import NO_RELEVANCE
     from pathxai.model import load_model_with_card
-    from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_batch, resolve_jobs
+    from pathxai.pipeline.heatmap import HeatmapSettings, check_geometry, heatmap_batch, resolve_jobs
     from pathxai.slide import TissueSettings
 
     exports = tuple(e for e in args.exports.split(",") if e and e != "none")
@@ -146,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
             valid = ", ".join([*sorted(METHODS), NO_RELEVANCE])
             return fail("heatmap", f"unknown method {args.method!r}; valid: {valid}")
     load_model_with_card(args.model)  # a bad model fails once, in one line, before any slide
-    jobs = resolve_jobs(args.inputs, args.data_root, args.slide_mpp)
+    try:
+        check_geometry(settings)  # --size/--stride/--canvas-downsample against the model's input
+    except ValueError as exc:
+        return fail("heatmap", str(exc))
+    jobs = resolve_jobs(args.inputs, args.data_root, args.slide_mpp, on_duplicates=_note)
     bars = _Bars(len(jobs))
     try:
         batch = heatmap_batch(
@@ -164,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     return _report(batch)
+
+
+def _note(message: str) -> None:
+    print(f"pathxai heatmap: note: {message}", file=sys.stderr)
 
 
 def _report(batch: BatchResult) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,29 +74,68 @@ def _read_manifest_paths(
     return out
 
 
+def _path_key(path: Path) -> str:
+    """The same file however it is written (relative, ``..``, symlinks)."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a symlink loop: the error comes when the slide is opened
+        return str(path.absolute())
+
+
 def resolve_jobs(
-    inputs: Sequence[str | Path], data_root: str | Path | None = None, slide_mpp: float | None = None
+    inputs: Sequence[str | Path],
+    data_root: str | Path | None = None,
+    slide_mpp: float | None = None,
+    on_duplicates: Callable[[str], None] | None = None,
 ) -> list[SlideJob]:
     """Expand slide paths and manifests (``.csv`` with a ``path`` column) into jobs with unique ids.
 
     Manifest paths are resolved inside ``data_root`` (default: the manifest's folder) and may not
     escape it; optional ``slide_id``/``id`` and ``slide_mpp``/``mpp`` columns are honoured.
-    ``slide_mpp`` applies to slides without their own.
+    ``slide_mpp`` applies to slides without their own. A slide named more than once (the same file
+    after resolving the path) is processed once, as its first mention; ``on_duplicates`` (default:
+    :func:`warnings.warn`) is told so once, with the repeated files.
     """
     used: set[str] = set()
     jobs: list[SlideJob] = []
+    seen: dict[str, str] = {}
+    repeated: dict[str, int] = {}
     root = Path(data_root) if data_root is not None else None
+
+    def first_time(path: Path) -> bool:
+        key = _path_key(path)
+        if key in seen:
+            repeated[seen[key]] = repeated.get(seen[key], 1) + 1
+            return False
+        seen[key] = str(path)
+        return True
+
     for item in inputs:
         p = Path(item)
         if p.suffix.lower() == ".csv":
             if not p.is_file():
                 raise ManifestError("manifest not found", path=p)
             for full, sid, mpp in _read_manifest_paths(p, root):
+                if not first_time(full):
+                    continue
                 name = sid if sid and sid not in used else _slide_id(full, used)
                 used.add(name)
                 jobs.append(SlideJob(str(full), name, mpp if mpp is not None else slide_mpp))
         else:
             if root is not None and not p.is_absolute() and not p.exists():
                 p = root / p
-            jobs.append(SlideJob(str(p), _slide_id(p, used), slide_mpp))
+            if first_time(p):
+                jobs.append(SlideJob(str(p), _slide_id(p, used), slide_mpp))
+    if repeated:
+        shown = ", ".join(f"{path} ({n} times)" for path, n in list(repeated.items())[:3])
+        more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+        message = (
+            f"{sum(repeated.values()) - len(repeated)} input(s) name a slide already listed: "
+            f"{shown}{more}; each slide is computed once"
+        )
+        (on_duplicates or _warn)(message)
     return jobs
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)

@@ -136,9 +136,17 @@ class TileGeometry:
         Raises
         ------
         ValueError
-            If the canvas downsample does not divide the tile size and stride (no exact alignment).
+            If the tiles are under half the model's input size (the model cannot say anything of
+            them, and too small a tile fails inside the network), or the canvas downsample does not
+            divide the tile size and stride (no exact alignment).
         """
         size = int(settings.size if settings.size is not None else card.input_size)
+        smallest = (int(card.input_size) + 1) // 2
+        if size < smallest:
+            raise ValueError(
+                f"tile size {size} px is far smaller than the model's input ({card.input_size} px); "
+                f"use --size {smallest} or more (default: the model's {card.input_size})"
+            )
         geometry = cls(
             mpp=float(settings.mpp if settings.mpp is not None else card.mpp),
             size=size,
@@ -147,10 +155,12 @@ class TileGeometry:
         )
         k = geometry.canvas_downsample
         if geometry.size % k or geometry.stride % k:
+            common = math.gcd(geometry.size, geometry.stride)
+            fits = ", ".join(str(d) for d in range(1, common + 1) if not common % d)
             raise ValueError(
                 f"tile size {geometry.size} and stride {geometry.stride} must be divisible by the canvas "
-                f"downsample {k} (exact alignment); choose --size/--stride multiples of it or another "
-                "--canvas-downsample"
+                f"downsample {k} (exact alignment); choose --size/--stride multiples of it or a "
+                f"--canvas-downsample that divides both: {fits}"
             )
         return geometry
 

@@ -34,6 +34,7 @@ __all__ = [
     "patch_positions",
     "patches_from_manifest",
     "read_rgb",
+    "refuse_too_small",
     "rescale_to_mpp",
     "tissue_fraction",
 ]
@@ -116,8 +117,12 @@ def patch_positions(height: int, width: int, size: int, stride: int) -> list[tup
     return [(y, x) for y in starts(height) for x in starts(width)]
 
 
-def _refuse_too_small(images: Sequence[np.ndarray], ids: Sequence[str], size: int) -> None:
-    """Refuse images whose shorter side is below half the model's input side.
+def refuse_too_small(
+    images: Sequence[np.ndarray], ids: Sequence[str], size: int, what: str | None = None
+) -> None:
+    """Refuse images whose shorter side is below half the model's input side (``size``).
+
+    ``what`` names that side in the message (default: the model's input).
 
     Such an image is scored as one centred patch of its own size, and a network that downsamples
     ``size`` px patches many times either fails on it (a torch error) or judges a few cells as if they
@@ -126,8 +131,9 @@ def _refuse_too_small(images: Sequence[np.ndarray], ids: Sequence[str], size: in
     small = [(i, img.shape[:2]) for i, img in zip(ids, images, strict=True) if 2 * min(img.shape[:2]) < size]
     if small:
         shown = ", ".join(f"{i!r} {h} x {w} px" for i, (h, w) in small[:3])
+        side = what or f"the model's {size} px input"
         raise ManifestError(
-            f"{len(small)} image(s) are smaller than half the model's {size} px input at its resolution "
+            f"{len(small)} image(s) are smaller than half {side} at its resolution "
             f"(e.g. {shown}); the model cannot judge them",
             hint="check the manifest's mpp column and the model card's mpp, or leave such images out",
         )
@@ -206,7 +212,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0
-        _refuse_too_small(self.images, self.image_ids, self.size)
+        refuse_too_small(self.images, self.image_ids, self.size)
         patches: list[PatchInfo] = []
         for i, img in enumerate(self.images):
             h, w = img.shape[:2]

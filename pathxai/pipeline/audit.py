@@ -30,7 +30,7 @@ from pathxai.audit.registry import CheckContext, check_names, get_check
 from pathxai.audit.report import write_report
 from pathxai.audit.tables import report_tables
 from pathxai.errors import AuditError
-from pathxai.manifest import Manifest, read_manifest
+from pathxai.manifest import Manifest, drop_repeats, read_manifest
 from pathxai.model.card import ModelCard
 from pathxai.model.datasets import read_rgb
 from pathxai.model.io import load_model_with_card, sha256_bytes, state_dict_bytes
@@ -174,16 +174,29 @@ def _inputs(
     heatmaps: str | Path | None,
     config: Any,
     slide_mpp: float | None = None,
-) -> tuple[Manifest, Path, Path | None, Thresholds]:
+) -> tuple[Manifest, Path, Path | None, Thresholds, list[str]]:
     th = (
         config if isinstance(config, Thresholds) else Thresholds.from_json(config) if config else Thresholds()
     )
     man = read_manifest(manifest).with_default_mpp(slide_mpp)
+    man, repeats = drop_repeats(man)  # a file named twice is audited once (conflicting labels: refused)
     root = Path(data_root) if data_root is not None else man.path.parent
     if not root.is_dir():
         raise AuditError(f"data root {root} is not a directory", hint="pass --data-root DIR")
     heat_dir = Path(heatmaps) if heatmaps is not None else None
-    return man, root, heat_dir, th
+    return man, root, heat_dir, th, _repeats_note(repeats)
+
+
+def _repeats_note(repeats: list[tuple[int, int]]) -> list[str]:
+    """The note that rows naming a file already listed were dropped (none when there were none)."""
+    if not repeats:
+        return []
+    shown = ", ".join(f"line {line} = line {first}" for line, first in repeats[:5])
+    more = f" and {len(repeats) - 5} more" if len(repeats) > 5 else ""
+    return [
+        f"{len(repeats)} manifest rows name a file already listed (same path or sha256: {shown}{more}); "
+        "each file was audited once, as its first row."
+    ]
 
 
 def audit(
@@ -232,7 +245,7 @@ def audit(
         For unusable inputs, with what to do.
     """
     t0 = time.perf_counter()
-    man, root, heat_dir, th = _inputs(manifest, data_root, heatmaps, config, slide_mpp)
+    man, root, heat_dir, th, input_notes = _inputs(manifest, data_root, heatmaps, config, slide_mpp)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     net, card, model_sha = _load_model(model)
@@ -257,7 +270,7 @@ def audit(
         thresholds=th,
         tables=report_tables(ctx),
         figures=figures,
-        notes=tuple(notes),
+        notes=tuple(input_notes + notes),
         timings=timings,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         version=__version__,

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pathxai.atomic import write_text_atomic
-from pathxai.errors import OutOfSpaceError
+from pathxai.errors import OutOfSpaceError, PathXAIError
 from pathxai.heatmap.compute import TileProgress
 from pathxai.heatmap.jobs import SlideJob, resolve_jobs
 from pathxai.heatmap.pool import ExplainPool
-from pathxai.heatmap.settings import EXPORTS, HeatmapSettings, default_workers, explain_spec
+from pathxai.heatmap.settings import EXPORTS, HeatmapSettings, TileGeometry, default_workers, explain_spec
 from pathxai.heatmap.summary import dumps
 from pathxai.pipeline.heatmap_run import SlideResult, heatmap_slide, run_job
 from pathxai.store.lock import OutputLock
@@ -42,6 +42,7 @@ __all__ = [
     "HeatmapSettings",
     "SlideJob",
     "SlideResult",
+    "check_geometry",
     "default_workers",
     "explain_spec",
     "heatmap_batch",
@@ -69,7 +70,8 @@ def _dask_key(job: SlideJob) -> str:
 
 
 def _dask_failure(job: SlideJob, exc: Exception) -> SlideResult:
-    return SlideResult(job.slide_id, job.path, "failed", error=f"dask task failed: {exc}")
+    error = str(exc) if isinstance(exc, PathXAIError) else f"dask task failed: {exc}"
+    return SlideResult(job.slide_id, job.path, "failed", error=error)
 
 
 def _run_on_dask(
@@ -88,6 +90,21 @@ def _run_on_dask(
     task = functools.partial(run_job, out_dir=str(out.resolve()), settings=settings)
     for result in run_on_dask(jobs, task, _dask_failure, address, dask_workers, key=_dask_key):
         done(result)
+
+
+def check_geometry(settings: HeatmapSettings) -> None:
+    """Refuse tile sizes, strides and canvas downsamples that do not fit the model, before any slide.
+
+    Raises
+    ------
+    ValueError
+        From :meth:`TileGeometry.of`, naming the bad value and what would fit.
+    ModelError
+        If the model card cannot be found or read.
+    """
+    from pathxai.model.io import card_from_file, resolve_model_path
+
+    TileGeometry.of(settings, card_from_file(resolve_model_path(settings.model)[1]))
 
 
 def _run_locally(
@@ -178,14 +195,22 @@ def heatmap_batch(
 
     Raises
     ------
-    OutputLockedError
-        If another run holds ``out_dir``.
+    ValueError
+        If the tile size, stride or canvas downsample do not fit the model (before any slide starts).
+    PathXAIError
+        If ``out_dir`` is a file or the model cannot be read; :class:`OutputLockedError` if another
+        run holds ``out_dir``.
     OutOfSpaceError
         At the first slide that runs out of space (the batch stops there; finished slides are kept,
         the unfinished one keeps its partial store, and the same call resumes once space is freed).
     """
     settings = settings or HeatmapSettings()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PathXAIError(
+            "is a file, not a directory", path=out, hint="the output is a directory; choose another --out"
+        )
+    check_geometry(settings)
     jobs: list[SlideJob] = (
         [i for i in inputs if isinstance(i, SlideJob)]
         if inputs and all(isinstance(i, SlideJob) for i in inputs)
@@ -203,6 +228,7 @@ def heatmap_batch(
         try:
             if dask:
                 _run_on_dask(jobs, out, settings, dask, dask_workers, done)
+                _clean_stale_temporaries(out)  # those of workers that died mid-write
             else:
                 _run_locally(jobs, out, settings, on_start, progress, done)
         except OutOfSpaceError:

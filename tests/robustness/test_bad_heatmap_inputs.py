@@ -127,6 +127,12 @@ def test_missing_resolution_is_rescued_by_the_manifest(tmp_path: Path, model: Pa
         (["--mpp", "1e-6"], "not a plausible resolution", True),
         (["--slide-mpp", "5000"], "not a plausible resolution", True),
         (["--min-tissue", "3"], "[0, 1]", True),
+        # issue 21: these failed on every slide ("unexpected error", a torch RuntimeError and a
+        # leftover .partial.h5); now refused once, before any slide, against the model's 64 px input
+        (["--size", "4"], "tile size 4 px is far smaller than the model's input (64 px)", False),
+        (["--size", "1", "--canvas-downsample", "1"], "use --size 32 or more", False),
+        (["--stride", "7"], "stride 7 must be divisible by the canvas downsample 4", False),
+        (["--canvas-downsample", "1000"], "divides both: 1, 2, 4, 8, 16, 32, 64", False),
     ],
 )
 def test_bad_run_options_fail_once_in_one_line(
@@ -226,3 +232,26 @@ def test_corrupt_tile_in_a_single_level_slide(tmp_path: Path, model: Path) -> No
     assert r.returncode == 1 and "unreadable: tissue thumbnail: level-0 region" in r.stdout, (
         r.stdout + r.stderr
     )
+
+
+def test_out_naming_a_file_is_refused(tmp_path: Path, model: Path, good: Path) -> None:
+    taken = tmp_path / "results"
+    taken.write_text("not a directory")
+    r = run_main("heatmap", good, "--model", model, "--out", taken, "--workers", "0")
+    assert_clean_failure(r, taken, "is a file, not a directory", "choose another --out")
+    assert taken.read_text() == "not a directory"
+
+
+def test_the_same_slide_given_twice_is_computed_once(tmp_path: Path, model: Path, good: Path) -> None:
+    other_spelling = tmp_path / ".." / tmp_path.name / "link.tiff"
+    (tmp_path / "link.tiff").symlink_to(good)
+    out = tmp_path / "out"
+    r = run_main("heatmap", good, other_spelling, good, "--model", model, "--out", out, "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    notes = [ln for ln in r.stderr.splitlines() if "already listed" in ln]
+    assert notes == [
+        f"pathxai heatmap: note: 2 input(s) name a slide already listed: {good} (3 times); "
+        "each slide is computed once"
+    ]
+    assert [ln.split(":")[0] for ln in r.stdout.splitlines()] == ["good"]
+    assert sorted(p.name for p in out.glob("*.h5")) == ["good.h5"]
