@@ -34,6 +34,7 @@ from pathxai.manifest import Manifest, drop_repeats, read_manifest
 from pathxai.model.card import ModelCard
 from pathxai.model.datasets import read_rgb
 from pathxai.model.io import load_model_with_card, sha256_bytes, state_dict_bytes
+from pathxai.outputs import output_dir
 
 __all__ = ["audit", "build_items"]  # build_items re-exported from pathxai.audit.load
 
@@ -246,8 +247,7 @@ def audit(
     """
     t0 = time.perf_counter()
     man, root, heat_dir, th, input_notes = _inputs(manifest, data_root, heatmaps, config, slide_mpp)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(out)
     net, card, model_sha = _load_model(model)
     if heat_dir is not None and not heat_dir.is_dir():
         raise AuditError(

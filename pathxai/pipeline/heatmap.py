@@ -33,6 +33,7 @@ from pathxai.heatmap.jobs import SlideJob, resolve_jobs
 from pathxai.heatmap.pool import ExplainPool
 from pathxai.heatmap.settings import EXPORTS, HeatmapSettings, TileGeometry, default_workers, explain_spec
 from pathxai.heatmap.summary import dumps
+from pathxai.outputs import output_dir
 from pathxai.pipeline.heatmap_run import SlideResult, heatmap_slide, run_job
 from pathxai.store.lock import OutputLock
 
@@ -207,9 +208,7 @@ def heatmap_batch(
     settings = settings or HeatmapSettings()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise PathXAIError(
-            "is a file, not a directory", path=out, hint="the output is a directory; choose another --out"
-        )
+        output_dir(out)  # raises: a file, not a directory
     check_geometry(settings)
     jobs: list[SlideJob] = (
         [i for i in inputs if isinstance(i, SlideJob)]

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from pathxai.errors import OutputLockedError
+from pathxai.outputs import output_dir
 
 __all__ = ["LOCK_NAME", "OutputLock"]
 
@@ -35,7 +36,7 @@ class OutputLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`OutputLockedError`."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        output_dir(self.directory)  # a file of that name: one clear line, not "File exists"
         fh = open(self.path, "a+")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -87,3 +87,17 @@ def test_images_of_a_few_pixels_are_refused(cohort: Path, tmp_path: Path, model:
     side = "the model's 64 px input" if model == "tiny" else "a 64 px analysis tile"
     assert_clean_failure(r, "line 2", "smaller than half", side, "'t0'")
     assert leftovers(out) == []
+
+
+def test_out_naming_a_file_is_refused_in_one_line(cohort: Path, tmp_path: Path) -> None:
+    m = _manifest(
+        cohort,
+        "out_file.csv",
+        [(f"i{i}", f"im{i}.png", "benign" if i % 2 else "malignant") for i in range(4)],
+    )
+    taken = tmp_path / "report"
+    taken.write_text("not a directory")
+    r = _audit(cohort, m, taken)
+    assert_clean_failure(r, "is a file, not a directory", "choose another --out")
+    assert "File exists" not in r.stderr
+    assert taken.read_text() == "not a directory"
