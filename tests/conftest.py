@@ -31,6 +31,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.real_data)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _trust_cache(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Heatmap runs cache their randomisation scores in a temporary folder, never in the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATHXAI_TRUST_CACHE", str(tmp_path_factory.mktemp("trust_cache")))
+        yield
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (clone the repo beside ../shared to run this test)")

@@ -89,6 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="start every slide even when its estimated size exceeds the free disk space "
         "(e.g. on a compressing file system); a full disk still stops the batch with one line",
     )
+    p.add_argument(
+        "--no-trust",
+        dest="trust",
+        action="store_false",
+        help="skip the trust summary (faithfulness on <= 64 tiles, cached randomisation score)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=run)
 
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             **pick(args, "window", "batch_size", "workers", "threads", "overwrite", "check_space"),
             tissue=TissueSettings(),
             exports=exports,
+            trust=args.trust,
         )
     except ValueError as exc:
         return fail("heatmap", str(exc))

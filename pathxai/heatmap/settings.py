@@ -82,6 +82,8 @@ class HeatmapSettings:
     channels_last
         Run the model in channels-last memory format (default; ~1.5-2x faster LRP on this project's
         CPU for the default model, same results within float noise).
+    trust
+        Add a trust summary of the method to each store and summary (:mod:`pathxai.heatmap.trust`).
     """
 
     model: str = "default"
@@ -102,6 +104,7 @@ class HeatmapSettings:
     probability_threshold: float = 0.5
     channels_last: bool = True
     check_space: bool = True
+    trust: bool = True
 
     def __post_init__(self) -> None:
         if self.canvas_downsample < 1:

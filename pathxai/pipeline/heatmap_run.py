@@ -20,6 +20,7 @@ import numpy as np
 from pathxai import __version__
 from pathxai.atomic import SPACE_HINT, is_write_failure, space_message, write_failure_errno
 from pathxai.errors import OutOfSpaceError, PathXAIError
+from pathxai.geometry import Grid
 from pathxai.heatmap.canvas import canvas_shape, finalize_canvas
 from pathxai.heatmap.compute import TileProgress, compute_tiles
 from pathxai.heatmap.exports import write_exports
@@ -34,11 +35,13 @@ from pathxai.heatmap.settings import (
 )
 from pathxai.heatmap.space import check_space, estimate_space
 from pathxai.heatmap.summary import read_summary, write_summary
+from pathxai.heatmap.trust import slide_trust
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, open_slide
 from pathxai.store.heatmap import HeatmapStore, final_path, partial_path
 from pathxai.store.resume import find_complete, open_run
 from pathxai.store.summary import store_summary
+from pathxai.store.trust import write_trust
 from pathxai.tiling import SlideSource, tile_slide
 
 __all__ = ["SlideResult", "heatmap_slide", "run_job"]
@@ -64,6 +67,7 @@ class _Computed:
     resumed: bool
     failures: list[str]
     timings: dict[str, float]
+    grid: Grid
 
 
 def _output_paths(out_dir: Path, slide_id: str, exports: Sequence[str]) -> dict[str, Path]:
@@ -176,7 +180,18 @@ def _compute_store(
         timings["finalize_s"] = time.perf_counter() - t0
     finally:
         run.store.close()
-    return _Computed(len(grid.specs), run.resumed, failures, timings)
+    return _Computed(len(grid.specs), run.resumed, failures, timings, grid)
+
+
+def _add_trust(slide: BaseSlide, store_path: Path, grid: Grid, settings: HeatmapSettings) -> float:
+    """Measure the run's trust summary and keep it in the complete store; return the seconds it took."""
+    t0 = time.perf_counter()
+    with HeatmapStore.open(store_path) as st:
+        ok = ~st.failed
+    model, card, explainer = prepared(settings.model, settings.method, settings.channels_last)
+    trust = slide_trust(slide, grid.specs, ok, model, card, explainer, settings.method)
+    write_trust(store_path, trust)
+    return time.perf_counter() - t0
 
 
 def _require_resolution(slide: BaseSlide, path: str) -> None:
@@ -273,6 +288,8 @@ def heatmap_slide(
         t0 = time.perf_counter()
         timings = {**computed.timings, **_exports(slide, paths, settings)}
         timings["exports_s"] = time.perf_counter() - t0
+        if settings.trust:
+            timings["trust_s"] = _add_trust(slide, paths["h5"], computed.grid, settings)
     timings["total_s"] = time.perf_counter() - t_start
     summary = store_summary(paths["h5"], _run_details(paths["h5"], computed, timings))
     write_summary(paths["json"], summary)

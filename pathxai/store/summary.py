@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from pathxai.store.heatmap import HeatmapStore
+from pathxai.store.trust import read_trust
 
 __all__ = ["store_summary"]
 
@@ -49,5 +50,8 @@ def store_summary(store_path: Path, extra: dict[str, Any]) -> dict[str, Any]:
             "levels": store.n_levels,
             "settings": {key: attrs[key] for key in _SETTINGS},
         }
+        trust = read_trust(attrs)
+        if trust is not None:
+            summary["trust"] = trust
     summary.update(extra)
     return summary
