@@ -35,6 +35,9 @@ from pathxai.model.card import ModelCard
 from pathxai.model.datasets import read_rgb
 from pathxai.model.io import load_model_with_card, sha256_bytes, state_dict_bytes
 from pathxai.outputs import output_dir
+from pathxai.store import HeatmapStore
+from pathxai.store.heatmap import final_path
+from pathxai.store.trust import read_trust, trust_line
 
 __all__ = ["audit", "build_items"]  # build_items re-exported from pathxai.audit.load
 
@@ -75,11 +78,28 @@ def _notes(
             "No --heatmaps given for this slide cohort: relevance-based checks (relevance on artifacts, "
             "labels, per-group performance, SpRAy) were skipped. Run 'pathxai heatmap' first."
         )
+    if kind == "slide" and heat_dir is not None:
+        notes.extend(_trust_notes(items, heat_dir))
     if seen:
         notes.append(
             f"{len(seen)} items belong to patients the model was trained on; per-group performance "
             "excludes them (other checks use all items)."
         )
+    return notes
+
+
+def _trust_notes(items: list[AuditItem], heat_dir: Path) -> list[str]:
+    """One line per slide whose heatmap store has a trust summary (``pathxai heatmap``)."""
+    notes = []
+    for it in items:
+        path = final_path(heat_dir, it.id)
+        if not path.is_file():
+            continue
+        with HeatmapStore.open(path) as st:
+            attrs = st.attrs
+        trust = read_trust(attrs)
+        if trust is not None:
+            notes.append(f"Heatmap trust of {it.id} ({attrs.get('method')}): {trust_line(trust)}.")
     return notes
 
 

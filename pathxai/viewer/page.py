@@ -33,6 +33,7 @@ from pathxai.render.heatmap import (
 )
 from pathxai.slide import open_slide
 from pathxai.store import HeatmapStore
+from pathxai.store.trust import read_trust, trust_line
 from pathxai.viewer.catalog import VIEW_CONFIG, Catalog, SlideEntry, make_roots, read_json, scan
 from pathxai.viewer.region import (
     explain_tile,
@@ -415,7 +416,8 @@ def main() -> None:
         st.sidebar.markdown(
             f"**model** {a.get('model_name')} (`{str(a.get('model_sha256', ''))[:12]}`)  \n"
             f"**method** {a.get('method')} · **tiles** {a.get('n_tiles')} · "
-            f"{a.get('size')} px at {a.get('mpp')} µm/px · overlay {a.get('overlay_mpp')} µm/px"
+            f"{a.get('size')} px at {a.get('mpp')} µm/px · overlay {a.get('overlay_mpp')} µm/px  \n"
+            f"**trust** {trust_line(read_trust(a))}"
         )
     if cat.skipped:
         with st.sidebar.expander(f"{len(cat.skipped)} file(s) skipped"):

@@ -37,6 +37,8 @@ def test_slide_cohort_with_heatmap_stores(slide_cohort):
     assert rep.cohort["kind"] == "slide" and rep.cohort["n_with_heatmaps"] == 2
     d = json.loads((c["tmp"] / "out" / "report.json").read_text())
     assert any(f["check"].startswith("artifact.relevance") for f in d["findings"])
+    trust = [n for n in d["notes"] if n.startswith("Heatmap trust of ")]  # cited from each store
+    assert len(trust) == 2 and all("faithfulness" in n and "x random on" in n for n in trust)
     dims = {"s1": (3000, 2000), "s2": (2400, 2400)}
     regions = [r for f in d["findings"] for r in f["evidence"]["regions"]]
     assert regions
