@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from pathxai.jsonio import dumps_json
+from pathxai.store.guarded import open_guarded
+from pathxai.store.heatmap import attrs_digest
 
 __all__ = ["TRUST_ATTR", "read_trust", "trust_line", "write_trust"]
 
@@ -22,9 +22,24 @@ TRUST_ATTR = "trust"
 
 
 def write_trust(path: str | Path, trust: Mapping[str, Any]) -> None:
-    """Set the trust summary of a complete store (JSON text in its :data:`TRUST_ATTR` attribute)."""
-    with h5py.File(path, "r+") as h5:
+    """Set the trust summary of a complete store (JSON text in its :data:`TRUST_ATTR` attribute).
+
+    The store's recorded attribute checksum is renewed with it, so
+    :func:`pathxai.store.verify.verify_store` still finds the store whole. Written through
+    :func:`pathxai.store.guarded.open_guarded`: a full disk raises, it does not crash the interpreter.
+    """
+    h5, guard = open_guarded(path, "r+")
+    try:
         h5.attrs[TRUST_ATTR] = dumps_json(dict(trust)).strip()
+        raw = h5.attrs.get("checksums")
+        if raw:
+            checksums = json.loads(raw)
+            checksums["attrs"] = attrs_digest(h5.attrs)
+            h5.attrs["checksums"] = json.dumps(checksums, sort_keys=True)
+    finally:
+        h5.close()
+        guard.close()
+    guard.raise_if_failed(path=path)
 
 
 def read_trust(attrs: Mapping[str, Any]) -> dict[str, Any] | None:

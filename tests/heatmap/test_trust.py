@@ -15,6 +15,7 @@ from pathxai.heatmap.trust import N_TILES, choose_tiles, randomisation, randomis
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.store import HeatmapStore
 from pathxai.store.trust import read_trust, trust_line
+from pathxai.store.verify import verify_store
 
 
 def _settings(model: Path, **kw: object) -> HeatmapSettings:
@@ -42,6 +43,8 @@ def test_run_stores_a_deterministic_trust_summary(
     assert ta["faithfulness"] == tb["faithfulness"]
     with HeatmapStore.open(a.outputs["h5"]) as st:
         assert read_trust(st.attrs) == ta
+    check = verify_store(a.outputs["h5"])  # the attribute checksum was renewed with the trust summary
+    assert not check.problems, check.problems
     on_disk = json.loads(Path(a.outputs["json"]).read_text())
     assert on_disk["trust"] == ta
     assert trust_line(ta).startswith("faithfulness ") and "randomisation " in trust_line(ta)
