@@ -132,11 +132,15 @@ def randomisation_cache(weights_sha256: str, method: str) -> Path:
 
 
 def _cached(path: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The entry at ``path`` when it was made for ``key``; else ``compute()``, stored there."""
+    """The entry at ``path`` when it was made for ``key``; else ``compute()``, stored there.
+
+    The value does not say whether it came from the cache, so a store's attributes (and checksums) are
+    the same whether its run computed the score or read it.
+    """
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(entry, dict) and entry.get("key") == key and isinstance(entry.get("value"), dict):
-            return {**entry["value"], "cached": True}
+            return dict(entry["value"])
     except (OSError, ValueError):
         pass
     value = compute()
@@ -145,7 +149,7 @@ def _cached(path: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any
         write_json(path, {"key": key, "value": value})
     except OSError:
         pass  # a read-only cache only costs the next run the same computation
-    return {**value, "cached": False}
+    return value
 
 
 def slide_trust(
@@ -206,5 +210,5 @@ def slide_trust(
             key = {"version": CACHE_VERSION, "weights_sha256": sha, "method": method}
             rand = _cached(randomisation_cache(sha, method), key, compute)
         else:  # weights without a checksum: nothing to key a cache on
-            rand = {**compute(), "cached": False}
+            rand = compute()
     return {"method": method, "seed": seed, "faithfulness": faith, "randomisation": rand}
