@@ -254,12 +254,12 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     px = args.pathxai_python
     me = [sys.executable, str(Path(__file__).resolve())]
+    tia_opts = ["--batch-size", str(args.batch_size), "--tia-workers", str(args.tia_workers)]
+    heatmap = [px, "-m", "pathxai", "heatmap", str(slide), "--overwrite"]
     cmds = {
-        "tia": [*me, "--tia", str(slide), "--out", str(out), "--batch-size", str(args.batch_size)]
-        + ["--tia-workers", str(args.tia_workers), "--threads", str(args.threads)],
-        "none": [px, "-m", "pathxai", "heatmap", str(slide), "--method", "none", "--out", str(out / "none")]
-        + ["--overwrite"],
-        "lrp": [px, "-m", "pathxai", "heatmap", str(slide), "--out", str(out / "lrp"), "--overwrite"],
+        "tia": [*me, "--tia", str(slide), "--out", str(out), *tia_opts, "--threads", str(args.threads)],
+        "none": [*heatmap, "--method", "none", "--out", str(out / "none")],
+        "lrp": [*heatmap, "--out", str(out / "lrp")],
     }
     runs = [r for r in args.runs.split(",") if r]
     la = os.getloadavg()
