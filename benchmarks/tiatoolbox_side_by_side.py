@@ -200,13 +200,12 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     return dt, usage.ru_maxrss / 1024, tree
 
 
-def agreement(tia_npz: Path, pathxai_h5: Path, mpp: float, tumour: int) -> str:
+def agreement(tia_npz: Path, pathxai_h5: Path, tumour: int) -> str:
     """Compare the two tools' tumour probabilities on tiles with the same model-resolution corner."""
     import h5py
 
     tia = np.load(tia_npz)
-    scale = mpp / GLAS_MPP  # TIAToolbox's coordinates are at level 0 (baseline)
-    tia_xy = np.rint(tia["coordinates"][:, :2] / scale).astype(np.int64)
+    tia_xy = tia["coordinates"][:, :2].astype(np.int64)  # at the read resolution (mpp), like m_coords
     tia_p = dict(zip(map(tuple, tia_xy), tia["probabilities"][:, tumour], strict=True))
     with h5py.File(pathxai_h5, "r") as f:
         done = f["done"][:].astype(bool) & ~f["failed"][:].astype(bool)
@@ -290,7 +289,7 @@ def main() -> None:
     if (out / "tia_probs.npz").exists() and h5.exists():
         print(
             "agreement (tumour probability):",
-            agreement(out / "tia_probs.npz", h5, card["mpp"], card["tumour_index"]),
+            agreement(out / "tia_probs.npz", h5, card["tumour_index"]),
         )
     la = os.getloadavg()
     print(f"# load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} at end")
