@@ -154,6 +154,47 @@ def _write_failures(out: Path, results: Sequence[SlideResult], stopped: Sequence
     return fpath
 
 
+def _jobs_of(
+    inputs: Sequence[str | Path] | Sequence[SlideJob], data_root: str | Path | None, slide_mpp: float | None
+) -> list[SlideJob]:
+    """Prepared jobs as given, else the jobs of slide paths and manifests (unique ids, repeats once)."""
+    if inputs and all(isinstance(i, SlideJob) for i in inputs):
+        return [i for i in inputs if isinstance(i, SlideJob)]
+    return resolve_jobs([i for i in inputs if not isinstance(i, SlideJob)], data_root, slide_mpp)
+
+
+def _run_batch(
+    jobs: list[SlideJob],
+    out: Path,
+    settings: HeatmapSettings,
+    dask: str | None,
+    dask_workers: int,
+    on_start: Callable[[str, int], None] | None,
+    progress: TileProgress | None,
+    done: Callable[[SlideResult], None],
+    results: list[SlideResult],
+) -> None:
+    """Run every job (on Dask or here) into the locked ``out``; stop at the first out-of-space error.
+
+    ``results`` is the list ``done`` appends to; what stopped is named in ``failures.json`` if it fits.
+    """
+    _clean_stale_temporaries(out)
+    try:
+        if dask:
+            _run_on_dask(jobs, out, settings, dask, dask_workers, done)
+            _clean_stale_temporaries(out)  # those of workers that died mid-write
+        else:
+            _run_locally(jobs, out, settings, on_start, progress, done)
+    except OutOfSpaceError:
+        # The batch stops: the next slide would fail too. Finished slides are kept; the same
+        # command resumes once space is freed. Say so in failures.json if it still fits.
+        with contextlib.suppress(OSError):
+            _write_failures(
+                out, results, stopped=[j for j in jobs if j.slide_id not in {r.slide_id for r in results}]
+            )
+        raise
+
+
 def heatmap_batch(
     inputs: Sequence[str | Path] | Sequence[SlideJob],
     out_dir: str | Path,
@@ -210,11 +251,7 @@ def heatmap_batch(
     if out.exists() and not out.is_dir():
         output_dir(out)  # raises: a file, not a directory
     check_geometry(settings)
-    jobs: list[SlideJob] = (
-        [i for i in inputs if isinstance(i, SlideJob)]
-        if inputs and all(isinstance(i, SlideJob) for i in inputs)
-        else resolve_jobs([i for i in inputs if not isinstance(i, SlideJob)], data_root, slide_mpp)
-    )
+    jobs = _jobs_of(inputs, data_root, slide_mpp)
     results: list[SlideResult] = []
 
     def done(result: SlideResult) -> None:
@@ -223,21 +260,7 @@ def heatmap_batch(
             on_done(result)
 
     with OutputLock(out):
-        _clean_stale_temporaries(out)
-        try:
-            if dask:
-                _run_on_dask(jobs, out, settings, dask, dask_workers, done)
-                _clean_stale_temporaries(out)  # those of workers that died mid-write
-            else:
-                _run_locally(jobs, out, settings, on_start, progress, done)
-        except OutOfSpaceError:
-            # The batch stops: the next slide would fail too. Finished slides are kept; the same
-            # command resumes once space is freed. Say so in failures.json if it still fits.
-            with contextlib.suppress(OSError):
-                _write_failures(
-                    out, results, stopped=[j for j in jobs if j.slide_id not in {r.slide_id for r in results}]
-                )
-            raise
+        _run_batch(jobs, out, settings, dask, dask_workers, on_start, progress, done, results)
         fpath = _write_failures(out, results)
     order = {j.slide_id: i for i, j in enumerate(jobs)}
     results.sort(key=lambda r: order.get(r.slide_id, len(order)))
