@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from pathxai.errors import ModelError
 from pathxai.model.io import load_model_with_card
@@ -33,7 +31,7 @@ from pathxai.prune.report import ManifestStudy, PruneReport, finite, summary
 from pathxai.prune.runner import measured_metrics, prune_once
 from pathxai.prune.save import pruned_card, save_pruned_model
 from pathxai.prune.settings import PruneSettings
-from pathxai.prune.sweep import BASELINE, SweepTable, baseline_row, run_row, sweep_jobs
+from pathxai.prune.sweep import SweepTable, fill_table, sweep_jobs
 from pathxai.prune.sweep_plot import plot_sweep
 
 __all__ = [
@@ -81,6 +79,22 @@ class SweepResult:
 def _check_criterion(criterion: str) -> None:
     if criterion not in CRITERIA:
         raise ValueError(f"unknown pruning criterion {criterion!r}; choose one of {sorted(CRITERIA)}")
+
+
+def _sweep_ratios(
+    criteria: Sequence[str],
+    seeds: Sequence[int],
+    ratios: Sequence[float],
+    finetune_ratios: Sequence[float] | None,
+) -> tuple[list[float], list[float]]:
+    """Check a sweep's criteria and seeds; return its ratios and fine-tuning ratios (default: the same)."""
+    for c in criteria:
+        _check_criterion(c)
+    checked = [check_ratio(r) for r in ratios]
+    ft_ratios = [check_ratio(r) for r in (finetune_ratios if finetune_ratios is not None else checked)]
+    if not seeds:
+        raise ValueError("need at least one seed")
+    return checked, ft_ratios
 
 
 def _history_entry(report: PruneReport, study: ManifestStudy) -> dict[str, Any]:
@@ -209,12 +223,7 @@ def prune_sweep(
     if pxp:
         finetune_epochs = 0.0
         settings = dataclasses.replace(settings, drift_patches=0, finetune_epochs=0.0)
-    for c in criteria:
-        _check_criterion(c)
-    ratios = [check_ratio(r) for r in ratios]
-    ft_ratios = [check_ratio(r) for r in (finetune_ratios if finetune_ratios is not None else ratios)]
-    if not seeds:
-        raise ValueError("need at least one seed")
+    ratios, ft_ratios = _sweep_ratios(criteria, seeds, ratios, finetune_ratios)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = SweepTable(out / "sweep.csv")
@@ -224,37 +233,16 @@ def prune_sweep(
     data = load_prune_data(
         card, manifest_path, data_root, heldout_stride=settings.heldout_stride, progress=progress
     )
-    jobs = sweep_jobs(
-        criteria,
-        seeds,
-        ratios,
-        finetune_epochs,
-        ft_ratios,
-        variant=settings.variant(),
-    )
-    drift_cache: dict[str, np.ndarray] = {}
-    if BASELINE.key not in table.done:
-        table.add(baseline_row(model, data, settings, drift_cache))
-    todo = [j for j in jobs if j.key not in table.done]
-    scores: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-    bar = tqdm(todo, desc="prune sweep", unit="run", disable=not progress)
-    for job in bar:
-        bar.set_postfix(criterion=job.criterion, ratio=job.ratio, seed=job.seed, ft=job.epochs)
-        with_drift = job.seed == seeds[0] or settings.drift_all_seeds
-        table.add(
-            run_row(
-                model, data, job, settings, scores=scores, drift_cache=drift_cache if with_drift else None
-            )
-        )
-    bar.close()
+    jobs = sweep_jobs(criteria, seeds, ratios, finetune_epochs, ft_ratios, variant=settings.variant())
+    new_rows = fill_table(table, model, data, jobs, settings, drift_seed=seeds[0], progress=progress)
     plot = plot_sweep(table.path, out / ("pxp.png" if pxp else "sweep.png"))
     if not pxp:
-        return SweepResult(csv=table.path, plot=plot, new_rows=len(todo))
+        return SweepResult(csv=table.path, plot=plot, new_rows=new_rows)
     areas = tuple(pxp_areas(table.rows, rates=(0.0, *ratios), variant=settings.variant()))
     return SweepResult(
         csv=table.path,
         plot=plot,
-        new_rows=len(todo),
+        new_rows=new_rows,
         pxp_csv=write_pxp_csv(out / "pxp.csv", areas),
         pxp_areas=areas,
     )

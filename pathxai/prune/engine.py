@@ -136,11 +136,23 @@ def prune_model(
     tracker = ChannelTracker(model, base_indices=base_plan)
     for step in tqdm(range(iterative_steps), desc="pruning", unit="step", disable=not progress, leave=False):
         _step(model, pruner, importance, tracker, on_group)
-        if finetune is not None:
-            model.train(was_training)
-            finetune(model, step)
-        model.train(was_training)
+        _after_step(model, step, finetune, was_training)
     _check_removed(ratio, ratio_dict, before, _channels(layers, outputs))
+    return _merged_plan(base_plan, tracker)
+
+
+def _after_step(model: nn.Module, step: int, finetune: FinetuneFn | None, was_training: bool) -> None:
+    """Fine-tune after a pruning step (when asked), in the mode the model came in; leave it so."""
+    if finetune is not None:
+        model.train(was_training)
+        finetune(model, step)
+    model.train(was_training)
+
+
+def _merged_plan(
+    base_plan: Mapping[str, Sequence[int]] | None, tracker: ChannelTracker
+) -> dict[str, list[int]]:
+    """The base plan (if any) updated with the layers this pruning changed, relative to the base."""
     plan = {k: list(v) for k, v in (base_plan or {}).items()}
     plan.update(tracker.channel_plan(only_changed=True))
     return plan

@@ -264,7 +264,7 @@ class PruningPlan:
             Labelled, preprocessed ``(inputs, targets)`` batches for the data-driven criteria.
         input_size
             Input side; default ``model.pathxai_card.input_size``.
-        global_pruning, iterative_steps, layer_ratios, finetune
+        global_pruning, iterative_steps, layer_ratios, finetune, on_group
             See :func:`pathxai.prune.engine.prune_model`.
         seed
             Seed for the ``random`` criterion (recorded in the plan).
@@ -276,8 +276,6 @@ class PruningPlan:
             For data-driven criteria: channel scores by layer name already computed on ``model``
             (:attr:`DataImportance.scores`), reused for the first step (e.g. one attribution pass
             shared by several ratios).
-        on_group
-            See :func:`pathxai.prune.engine.prune_model`.
 
         Returns
         -------
@@ -285,10 +283,8 @@ class PruningPlan:
             The plan (params/MACs before and after in its metrics) and the pruned copy.
         """
         ratio, size = check_ratio(ratio), _input_size(model, input_size)
-        if criterion not in CRITERIA:
-            raise ValueError(f"unknown pruning criterion {criterion!r}; choose one of {sorted(CRITERIA)}")
-        work = copy.deepcopy(model).eval()
         options = _criterion_options(criterion, seed, criterion_options, precomputed_scores)
+        work = copy.deepcopy(model).eval()
         importance = make_importance(criterion, work, reference_batches, normalizer=normalizer, **options)
         before, base_channels = size_metrics(model, size), layer_channels(model)
         kept = prune_model(
@@ -372,7 +368,15 @@ def _criterion_options(
     options: Mapping[str, Any] | None,
     precomputed_scores: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """Options of :func:`make_importance`: the seed of ``random``, scores computed already."""
+    """Options of :func:`make_importance`: the seed of ``random``, scores computed already.
+
+    Raises
+    ------
+    ValueError
+        ``criterion`` is not a key of :data:`CRITERIA`.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown pruning criterion {criterion!r}; choose one of {sorted(CRITERIA)}")
     out = dict(options or {})
     if criterion == "random":
         out.setdefault("seed", seed)

@@ -2,7 +2,8 @@
 
 :class:`SweepTable` reads ``sweep.csv`` (rows already there are done), appends rows and rewrites the
 file atomically after each; :func:`sweep_jobs` lists the runs of a sweep; :func:`baseline_row` and
-:func:`run_row` measure one row (the unpruned model, or one pruned copy).
+:func:`run_row` measure one row (the unpruned model, or one pruned copy); :func:`fill_table` runs the
+rows not done yet.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from pathxai.atomic import write_text_atomic
 from pathxai.prune.criteria import DATA_CRITERIA
@@ -35,6 +37,7 @@ __all__ = [
     "SweepJob",
     "SweepTable",
     "baseline_row",
+    "fill_table",
     "read_rows",
     "run_row",
     "stability_fields",
@@ -245,3 +248,36 @@ def run_row(
         "seconds": f"{time.perf_counter() - t0:.1f}",
         **stability_fields(settings),
     }
+
+
+def fill_table(
+    table: SweepTable,
+    model: nn.Module,
+    data: PruneData,
+    jobs: Sequence[SweepJob],
+    settings: PruneSettings,
+    *,
+    drift_seed: int,
+    progress: bool = True,
+) -> int:
+    """Add the baseline row and every job's row not in ``table`` yet; return how many jobs ran.
+
+    Heatmap drift is measured for the jobs of ``drift_seed`` only, unless ``settings.drift_all_seeds``;
+    data-driven channel scores and the original model's heatmaps are computed once and shared.
+    """
+    drift_cache: dict[str, np.ndarray] = {}
+    if BASELINE.key not in table.done:
+        table.add(baseline_row(model, data, settings, drift_cache))
+    todo = [j for j in jobs if j.key not in table.done]
+    scores: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+    bar = tqdm(todo, desc="prune sweep", unit="run", disable=not progress)
+    for job in bar:
+        bar.set_postfix(criterion=job.criterion, ratio=job.ratio, seed=job.seed, ft=job.epochs)
+        with_drift = job.seed == drift_seed or settings.drift_all_seeds
+        table.add(
+            run_row(
+                model, data, job, settings, scores=scores, drift_cache=drift_cache if with_drift else None
+            )
+        )
+    bar.close()
+    return len(todo)
