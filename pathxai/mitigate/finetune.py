@@ -123,6 +123,95 @@ def _freeze_batch_norm(model: nn.Module) -> None:
             m.eval()
 
 
+def _patches(
+    card: ModelCard,
+    images: Sequence[np.ndarray],
+    labels: Sequence[int],
+    settings: FinetuneSettings,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None,
+) -> PatchDataset:
+    size = card.input_size
+    ds = PatchDataset(
+        images,
+        labels,
+        size,
+        settings.stride or max(1, size // 2),
+        min_tissue=settings.min_tissue,
+        mean=card.mean,
+        std=card.std,
+        augment=augment,
+        seed=settings.seed,
+    )
+    if len(ds) == 0:
+        raise ValueError("no training patches with enough tissue")
+    return ds
+
+
+def _class_weighted_loss(ds: PatchDataset, num_classes: int) -> nn.CrossEntropyLoss:
+    """Cross-entropy with class weights inverse to the patch counts."""
+    counts = np.bincount(ds.patch_labels, minlength=num_classes).astype(np.float64)
+    class_w = torch.tensor(counts.sum() / np.maximum(counts, 1) / num_classes, dtype=torch.float32)
+    return nn.CrossEntropyLoss(weight=class_w)
+
+
+@dataclass
+class _Loop:
+    """What one fine-tuning step needs: the network, optimiser, loss, patches and sampling."""
+
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    loss_fn: nn.Module
+    ds: PatchDataset
+    rng: np.random.Generator
+    probs: np.ndarray | None
+    edit: ConceptEdit | None
+    tumour: int
+    settings: FinetuneSettings
+
+    def step(self) -> tuple[float, float]:
+        """One optimiser step on a sampled batch; the loss and the RR-ClArC penalty."""
+        st, ds, edit = self.settings, self.ds, self.edit
+        replace = self.probs is not None or len(ds) < st.batch_size
+        idx = self.rng.choice(len(ds), st.batch_size, replace=replace, p=self.probs)
+        batch = [ds[int(i)] for i in idx]
+        x = torch.stack([b[0] for b in batch])
+        y = torch.tensor([b[1] for b in batch])
+        if edit is not None and edit.mode == "add":
+            edit.add_mask = torch.as_tensor(self.rng.random(len(idx)) < 0.5)
+        logits = self.net(x)
+        loss = self.loss_fn(logits, y)
+        pen = torch.zeros(())
+        if edit is not None and edit.mode == "rr":
+            pen = edit.penalty(logits, self.tumour)
+            loss = loss + st.rr_lambda * pen
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach()), float(pen.detach())
+
+
+def _run_epochs(
+    loop: _Loop, steps_per_epoch: int, progress: Callable[[int, int, float], None] | None
+) -> list[dict[str, float]]:
+    history: list[dict[str, float]] = []
+    total = steps_per_epoch * loop.settings.epochs
+    step = 0
+    for epoch in range(loop.settings.epochs):
+        loop.ds.set_epoch(epoch)
+        losses, pens = [], []
+        for _ in range(steps_per_epoch):
+            loss, pen = loop.step()
+            losses.append(loss)
+            pens.append(pen)
+            step += 1
+            if progress is not None:
+                progress(step, total, loss)
+        history.append(
+            {"epoch": float(epoch), "loss": float(np.mean(losses)), "penalty": float(np.mean(pens))}
+        )
+    return history
+
+
 def finetune(
     model: nn.Module,
     card: ModelCard,
@@ -163,25 +252,9 @@ def finetune(
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.threads))
     net = copy.deepcopy(model)
-    size = card.input_size
-    ds = PatchDataset(
-        images,
-        labels,
-        size,
-        settings.stride or max(1, size // 2),
-        min_tissue=settings.min_tissue,
-        mean=card.mean,
-        std=card.std,
-        augment=augment,
-        seed=settings.seed,
-    )
-    if len(ds) == 0:
-        raise ValueError("no training patches with enough tissue")
+    ds = _patches(card, images, labels, settings, augment)
     rng = np.random.default_rng(settings.seed)
-    p_lab = ds.patch_labels
-    counts = np.bincount(p_lab, minlength=card.num_classes).astype(np.float64)
-    class_w = torch.tensor(counts.sum() / np.maximum(counts, 1) / card.num_classes, dtype=torch.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=class_w)
+    loss_fn = _class_weighted_loss(ds, card.num_classes)
     probs = None
     if weights is not None:
         w = np.asarray(weights, np.float64)[ds.patch_images]
@@ -195,44 +268,11 @@ def finetune(
     handle = (
         layer_module(net, edit.concept.layer).register_forward_hook(edit.hook) if edit is not None else None
     )
-    history: list[dict[str, float]] = []
-    total = steps_per_epoch * settings.epochs
+    loop = _Loop(net, opt, loss_fn, ds, rng, probs, edit, card.tumour_index, settings)
     try:
         net.train()
         _freeze_batch_norm(net)
-        step = 0
-        for epoch in range(settings.epochs):
-            ds.set_epoch(epoch)
-            losses, pens = [], []
-            for _ in range(steps_per_epoch):
-                idx = rng.choice(
-                    len(ds),
-                    settings.batch_size,
-                    replace=probs is not None or len(ds) < settings.batch_size,
-                    p=probs,
-                )
-                batch = [ds[int(i)] for i in idx]
-                x = torch.stack([b[0] for b in batch])
-                y = torch.tensor([b[1] for b in batch])
-                if edit is not None and edit.mode == "add":
-                    edit.add_mask = torch.as_tensor(rng.random(len(idx)) < 0.5)
-                logits = net(x)
-                loss = loss_fn(logits, y)
-                pen = torch.zeros(())
-                if edit is not None and edit.mode == "rr":
-                    pen = edit.penalty(logits, card.tumour_index)
-                    loss = loss + settings.rr_lambda * pen
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                pens.append(float(pen.detach()))
-                step += 1
-                if progress is not None:
-                    progress(step, total, losses[-1])
-            history.append(
-                {"epoch": float(epoch), "loss": float(np.mean(losses)), "penalty": float(np.mean(pens))}
-            )
+        history = _run_epochs(loop, steps_per_epoch, progress)
     finally:
         if handle is not None:
             handle.remove()

@@ -13,19 +13,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, ModelError
-from pathxai.manifest import read_manifest
-from pathxai.model.calibration import (
-    expected_calibration_error,
-    fit_temperature,
-    pick_threshold,
-    probs_at_temperature,
-)
-from pathxai.model.card import CARD_FILENAME
-from pathxai.model.datasets import patches_from_manifest
+from pathxai.manifest import ManifestRecord, read_manifest
+from pathxai.model.calibration import fit_calibration, probs_at_temperature
+from pathxai.model.card import CARD_FILENAME, ModelCard
+from pathxai.model.datasets import PatchDataset, patches_from_manifest
 from pathxai.model.evaluate import predict_proba
 from pathxai.model.io import load_model_with_card
 from pathxai.pipeline.evaluate import labelled_records
@@ -33,9 +26,20 @@ from pathxai.pipeline.evaluate import labelled_records
 __all__ = ["calibrate_model"]
 
 
-def _nll(y: np.ndarray, p: np.ndarray) -> float:
-    q = np.clip(p, 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+def _patches(recs: list[ManifestRecord], root: Path, card: ModelCard, progress: bool) -> PatchDataset:
+    """The rows' patches as the model was trained on them (its card's stride and tissue floor)."""
+    tp = card.training.get("patches", {}) if isinstance(card.training.get("patches"), dict) else {}
+    return patches_from_manifest(
+        recs,
+        root,
+        card.mpp,
+        card.input_size,
+        int(tp.get("stride", max(1, card.input_size // 2))),
+        min_tissue=float(tp.get("min_tissue", 0.0)),
+        mean=card.mean,
+        std=card.std,
+        progress=progress,
+    )
 
 
 def calibrate_model(
@@ -75,26 +79,11 @@ def calibrate_model(
     seen = sorted(set(card.training.get("train_patients", []) or []) & {r.group for r in recs})
     if seen:
         raise ManifestError(f"validation patients {seen} were in the model's training set", path=m.path)
-    tp = card.training.get("patches", {}) if isinstance(card.training.get("patches"), dict) else {}
-    ds = patches_from_manifest(
-        recs,
-        root,
-        card.mpp,
-        card.input_size,
-        int(tp.get("stride", max(1, card.input_size // 2))),
-        min_tissue=float(tp.get("min_tissue", 0.0)),
-        mean=card.mean,
-        std=card.std,
-        progress=progress,
-    )
+    ds = _patches(recs, root, card, progress)
     probs = predict_proba(net, ds, tumour_index=card.tumour_index, progress=progress)
     raw = probs_at_temperature(probs, 1.0 / float(card.temperature))
-    y = ds.patch_labels.astype(np.float64)
     try:
-        temperature = fit_temperature(y, raw)
-        calibrated = probs_at_temperature(raw, temperature)
-        sites = [ds.sites[i] for i in ds.patch_images]
-        threshold = pick_threshold(y.astype(int), calibrated, sites)
+        fitted = fit_calibration(ds.patch_labels, raw, [ds.sites[i] for i in ds.patch_images])
     except ValueError as exc:
         raise ManifestError(f"cannot calibrate on split {split!r}: {exc}", path=m.path) from exc
     report = {
@@ -103,18 +92,12 @@ def calibrate_model(
         "manifest_sha256": m.sha256,
         "patients": sorted({r.group for r in recs}),
         "n_patches": len(ds),
-        "temperature": temperature,
-        "threshold": threshold,
-        "threshold_rule": "max balanced accuracy averaged over sites, on calibrated validation patches",
-        "ece_before": expected_calibration_error(y, raw),
-        "ece_after": expected_calibration_error(y, calibrated),
-        "nll_before": _nll(y, raw),
-        "nll_after": _nll(y, calibrated),
+        **fitted,
     }
     new = dataclasses.replace(
         card,
-        temperature=temperature,
-        threshold=threshold,
+        temperature=float(fitted["temperature"]),
+        threshold=float(fitted["threshold"]),
         extra={**card.extra, "calibration": report},
     )
     write_text_atomic(folder / CARD_FILENAME, new.to_json())

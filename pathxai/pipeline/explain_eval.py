@@ -22,7 +22,7 @@ from pathxai.explain.eval_report import write_html
 from pathxai.explain.evaluation import ExplanationEvaluator, MethodSpec
 from pathxai.explain.methods import method_names
 from pathxai.jsonio import write_json
-from pathxai.manifest import Manifest, read_manifest
+from pathxai.manifest import Manifest, ManifestRecord, read_manifest
 from pathxai.model.card import ModelCard
 from pathxai.model.io import load_model_with_card
 
@@ -59,6 +59,43 @@ def _run_batches(
                 print(f"explain-eval: {evaluator.n_patches} patches", flush=True)
     if pending:
         evaluator.update(eval_batch(pending, card, rng))
+
+
+def _labelled_rows(manifest: Manifest, split: str | None) -> list[ManifestRecord]:
+    """The rows of ``split`` (all rows when ``None``); every one must carry a tumour label."""
+    records = [r for r in manifest.records if split is None or r.split == split]
+    if not records:
+        raise ManifestError(f"no rows with split {split!r}", path=manifest.path)
+    unlabelled = [r for r in records if r.tumour is None]
+    if unlabelled:
+        raise ManifestError(f"line {unlabelled[0].line}: row without a tumour label", path=manifest.path)
+    return records
+
+
+def _settings(
+    card: ModelCard,
+    max_patches: int,
+    per_image: int | None,
+    min_tissue: float,
+    steps: int,
+    region: int,
+    randomisation_patches: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The evaluation's settings as recorded in the provenance."""
+    return {
+        "mpp": card.mpp,
+        "size": card.input_size,
+        "max_patches": max_patches,
+        "per_image": per_image,
+        "min_tissue": min_tissue,
+        "steps": steps,
+        "region": region,
+        "baseline": "blur (Gaussian, sigma 4 px)",
+        "score": "probability of the explained (labelled) class",
+        "randomisation_patches": randomisation_patches,
+        "seed": seed,
+    }
 
 
 def _provenance(
@@ -134,12 +171,7 @@ def explain_eval(
     """
     m = read_manifest(manifest)
     root = Path(data_root) if data_root is not None else m.path.parent
-    records = [r for r in m.records if split is None or r.split == split]
-    if not records:
-        raise ManifestError(f"no rows with split {split!r}", path=m.path)
-    unlabelled = [r for r in records if r.tumour is None]
-    if unlabelled:
-        raise ManifestError(f"line {unlabelled[0].line}: row without a tumour label", path=m.path)
+    records = _labelled_rows(m, split)
     specs = [MethodSpec.parse(s) for s in (methods or method_names())]
     net, card = load_model_with_card(model)
     out_dir = Path(out)
@@ -163,19 +195,7 @@ def explain_eval(
         if evaluator.n_patches == 0:
             raise ManifestError("no patches with enough tissue", path=m.path, hint="lower --min-tissue")
         result = evaluator.summary()
-    settings = {
-        "mpp": card.mpp,
-        "size": card.input_size,
-        "max_patches": max_patches,
-        "per_image": per_image,
-        "min_tissue": min_tissue,
-        "steps": steps,
-        "region": region,
-        "baseline": "blur (Gaussian, sigma 4 px)",
-        "score": "probability of the explained (labelled) class",
-        "randomisation_patches": randomisation_patches,
-        "seed": seed,
-    }
+    settings = _settings(card, max_patches, per_image, min_tissue, steps, region, randomisation_patches, seed)
     result["provenance"] = _provenance(model, card, m, split, settings, start, load_before)
     json_path, html_path = out_dir / "explain_eval.json", out_dir / "explain_eval.html"
     write_json(json_path, result)

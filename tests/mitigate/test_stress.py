@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from pathxai.mitigate.run import step_passed
 from pathxai.mitigate.stress import artifact_stress, passes, relevance_ratio
 from pathxai.mitigate.transplant import artifact_donors, fill_masked, paste
-from pathxai.pipeline.mitigate import _passed
 from tests.audit.plant import draw_pen
 from tests.audit.synth import MPP, he_image
 
@@ -42,7 +42,7 @@ def test_do_nothing_mitigation_fails_the_stress_test():
     # the "mitigated" model is the same model: the stress test must fail it
     after = artifact_stress(shortcut_model, recipients, donors, flagged_class=1)
     assert not passes(before, after)
-    assert _passed({"stress": before.to_dict()}, {"stress": after.to_dict()}) is False
+    assert step_passed({"stress": before.to_dict()}, {"stress": after.to_dict()}) is False
     # a model that no longer follows the ink passes
     fixed = artifact_stress(fixed_model, recipients, donors, flagged_class=1)
     assert abs(fixed.sensitivity) < 0.01

@@ -13,7 +13,9 @@ import torch
 from pathxai.errors import ModelError
 from pathxai.model.calibration import (
     expected_calibration_error,
+    fit_calibration,
     fit_temperature,
+    negative_log_likelihood,
     pick_threshold,
     probs_at_temperature,
 )
@@ -92,6 +94,23 @@ def test_ece_is_zero_when_frequencies_match_and_the_gap_otherwise() -> None:
     assert expected_calibration_error([0, 1, 0, 1], [0.55, 0.55, 0.55, 0.55]) == pytest.approx(0.05)
     assert expected_calibration_error([1, 1], [0.95, 0.95]) == pytest.approx(0.05)
     assert expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
+
+
+def test_fit_calibration_fits_temperature_and_threshold_and_lowers_the_errors() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 4.0, 20_000)
+    y = (rng.random(z.size) < 1.0 / (1.0 + np.exp(-z / 2.0))).astype(int)
+    probs = 1.0 / (1.0 + np.exp(-z))  # overconfident by a factor of 2
+    sites = ["a", "b"] * (z.size // 2)
+    fit = fit_calibration(y, probs, sites)
+    assert fit["temperature"] == pytest.approx(fit_temperature(y, probs))
+    assert fit["threshold"] == pick_threshold(
+        y, probs_at_temperature(probs, fit_temperature(y, probs)), sites
+    )
+    assert fit["ece_after"] < fit["ece_before"] / 3
+    assert fit["nll_after"] < fit["nll_before"] == pytest.approx(negative_log_likelihood(y, probs))
+    with pytest.raises(ValueError, match="both classes"):
+        fit_calibration([1, 1, 1], [0.9, 0.8, 0.7], ["a"] * 3)
 
 
 def test_pick_threshold_balances_each_site() -> None:
