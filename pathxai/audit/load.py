@@ -15,16 +15,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from pathxai.audit.cohort import AuditItem
 from pathxai.audit.heat import SPRAY_SIDE, TILING, heat_from_npz, heat_from_store, heat_of_image, heat_to_npz
 from pathxai.errors import AuditError, ManifestError, PathXAIError
-from pathxai.manifest import MPP_COLUMNS, Manifest, ManifestRecord, resolve, resolve_mask
+from pathxai.manifest import MPP_COLUMNS, Manifest, ManifestRecord, resolve
 from pathxai.model.card import ModelCard
-from pathxai.model.datasets import read_rgb, refuse_too_small, rescale_to_mpp
+from pathxai.model.datasets import read_mask, read_rgb, refuse_too_small, rescale_to_mpp
 
 __all__ = ["DEFAULT_ANALYSIS_MPP", "build_items", "is_glas", "is_image_cohort"]
 
@@ -39,17 +37,6 @@ SLIDE_THUMB_MAX_SIDE = 3000
 def _safe(name: str) -> str:
     s = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
     return s[:80] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8] if s != name or len(s) > 80 else s
-
-
-def _read_mask(rec: ManifestRecord, data_root: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    if not rec.mask_path:
-        return None
-    full = resolve_mask(rec, data_root)
-    if not full.is_file():
-        raise ManifestError(f"line {rec.line}: mask file not found: {full}")
-    with Image.open(full) as im:
-        m = im.convert("L").resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-        return np.asarray(m) > 0
 
 
 def _meta(rec: ManifestRecord) -> dict[str, str]:
@@ -110,7 +97,7 @@ def _image_item(
             refuse_too_small([img], [rec.id], MODEL_FREE_INPUT, f"a {MODEL_FREE_INPUT} px analysis tile")
     except ManifestError as exc:
         raise ManifestError(f"line {rec.line}: {exc.message} (at {mpp:g} µm/px)", hint=exc.hint) from None
-    mask = _read_mask(rec, data_root, img.shape[:2])
+    mask = read_mask(rec, data_root, img.shape[:2])
     heat = None
     if explainer is not None and card is not None:
         cfile = cache / f"{_safe(rec.id)}.npz" if cache is not None else None

@@ -281,17 +281,9 @@ def check_probes(ctx: CheckContext) -> list[BiasFinding]:
 
 
 def _normaliser(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    from pathxai.model.augment import MacenkoNormalizer
+    from pathxai.model.augment import macenko_to
 
-    norm = MacenkoNormalizer().fit(reference)
-
-    def run(img: np.ndarray) -> np.ndarray:
-        try:
-            return norm.transform(img)
-        except ValueError:
-            return img
-
-    return run
+    return macenko_to(reference)
 
 
 def _stain_variants(

@@ -198,3 +198,12 @@ def fail(command: str, message: str) -> int:
     """Print ``pathxai COMMAND: error: MESSAGE`` on stderr and return the error exit code (2)."""
     print(f"pathxai {command}: error: {message}", file=sys.stderr)
     return 2
+
+
+def command(
+    sub: argparse._SubParsersAction, func: Callable[[argparse.Namespace], int], name: str, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` that runs ``func(args)``; ``kwargs`` go to ``add_parser`` (help, ...)."""
+    p: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+    p.set_defaults(func=func)
+    return p

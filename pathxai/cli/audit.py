@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pathxai.cli._common import SLIDES_WITHOUT_MPP, add_inputs, add_quiet, add_slide_mpp
+from pathxai.cli._common import SLIDES_WITHOUT_MPP, add_inputs, add_quiet, add_slide_mpp, command
 
 HELP = "audit a cohort for stain/artifact/label/sampling biases (HTML + JSON + GeoJSON report)"
 DESCRIPTION = (
@@ -16,7 +16,7 @@ DESCRIPTION = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``audit`` command."""
-    p = sub.add_parser("audit", help=HELP, description=DESCRIPTION)
+    p = command(sub, run, "audit", help=HELP, description=DESCRIPTION)
     add_inputs(
         p,
         "CSV manifest (path, label/tumor; patient, site, scanner, split ...)",
@@ -40,7 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     add_quiet(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

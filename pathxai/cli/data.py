@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathxai.cli._common import command
+
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
@@ -39,10 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command with ``list`` and ``fetch``."""
     p = subparsers.add_parser("data", help="list and fetch public dataset files (sha256-verified, cached)")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    pl = sub.add_parser("list", help="list the built-in datasets, their files and sources")
-    pl.set_defaults(func=_list)
-    pf = sub.add_parser("fetch", help="obtain a dataset's files, trying each source in order")
+    command(sub, _list, "list", help="list the built-in datasets, their files and sources")
+    pf = command(sub, _fetch, "fetch", help="obtain a dataset's files, trying each source in order")
     pf.add_argument("name", help="dataset name (see `pathxai data list`) or a definition .json file")
     pf.add_argument("--cache", default=None, help="cache folder (default $PATHXAI_CACHE or ~/.cache/pathxai)")
     pf.add_argument("--timeout", type=float, default=30.0, help="network timeout per source, seconds")
-    pf.set_defaults(func=_fetch)

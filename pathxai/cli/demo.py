@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from pathxai.cli._common import add_slide_mpp, checked, positive_float
+from pathxai.cli._common import add_slide_mpp, checked, command, positive_float
 
 #: Argparse type: a pruning ratio in (0, 1).
 _ratio = checked(
@@ -37,7 +37,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` command."""
-    p = subparsers.add_parser(
+    p = command(
+        subparsers,
+        _run,
         "demo",
         help="tiles, heatmaps, overlay, audit and a pruned model on a real slide (CC0 sample by default)",
     )
@@ -51,4 +53,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-audit", action="store_true", help="skip the audit step")
     p.add_argument("--cache", default=None, help="dataset cache (default $PATHXAI_CACHE or ~/.cache/pathxai)")
-    p.set_defaults(func=_run)

@@ -9,6 +9,7 @@ from pathxai.cli._common import (
     add_inputs,
     add_quiet,
     add_slide_mpp,
+    command,
     fraction,
     pick,
     positive_float,
@@ -18,7 +19,7 @@ from pathxai.cli._common import (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` command."""
-    p = sub.add_parser("evaluate", help="evaluate a model on a manifest (AUC, accuracy, per patient)")
+    p = command(sub, run, "evaluate", help="evaluate a model on a manifest (AUC, accuracy, per patient)")
     add_inputs(p, "CSV manifest (path and label/tumor columns at least)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--split", default=None, help="only rows of this split (e.g. test)")
@@ -39,7 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tumour probability threshold (default: the model card's operating threshold, else 0.5)",
     )
     add_quiet(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

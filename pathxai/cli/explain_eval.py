@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pathxai.cli._common import add_inputs, add_quiet, fraction, pick, positive_int
+from pathxai.cli._common import add_inputs, add_quiet, command, fraction, pick, positive_int
 
 
 def _methods(text: str) -> list[str]:
@@ -13,7 +13,9 @@ def _methods(text: str) -> list[str]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``explain-eval`` command."""
-    p = sub.add_parser(
+    p = command(
+        sub,
+        run,
         "explain-eval",
         help="which heatmap to trust: evaluate every explanation method on a labelled manifest",
     )
@@ -37,7 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-tissue", type=fraction, default=0.5, help="minimum tissue fraction of a patch")
     p.add_argument("--seed", type=int, default=0)
     add_quiet(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

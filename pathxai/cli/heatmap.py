@@ -15,6 +15,7 @@ from pathxai.cli._common import (
     SLIDES_WITHOUT_MPP,
     add_inputs,
     add_slide_mpp,
+    command,
     fail,
     fraction,
     non_negative_int,
@@ -39,7 +40,7 @@ DESCRIPTION = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``heatmap`` command."""
-    p = sub.add_parser("heatmap", help=HELP, description=DESCRIPTION)
+    p = command(sub, run, "heatmap", help=HELP, description=DESCRIPTION)
     p.add_argument(
         "inputs", nargs="+", metavar="SLIDE_OR_MANIFEST", help="slide files or manifest .csv files"
     )
@@ -93,10 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-trust",
         dest="trust",
         action="store_false",
-        help="skip the trust summary (faithfulness on <= 64 tiles, cached randomisation score)",
+        help="skip the trust summary (faithfulness on <= 32 tiles, cached randomisation score)",
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.set_defaults(func=run)
 
 
 class _Bars:

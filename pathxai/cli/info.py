@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from pathxai.cli._common import add_slide_mpp
+from pathxai.cli._common import add_slide_mpp, command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``info`` command."""
-    p = sub.add_parser("info", help="describe a slide: vendor, size, levels, mpp and its source, tissue")
+    p = command(sub, run, "info", help="describe a slide: vendor, size, levels, mpp and its source, tissue")
     p.add_argument("slide", help="slide file (SVS, TIFF, NDPI, MRXS, ... or a PNG/JPEG image)")
     add_slide_mpp(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--no-tissue", action="store_true", help="skip tissue detection")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

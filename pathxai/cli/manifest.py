@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathxai.cli._common import command
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``manifest`` command group."""
     p = sub.add_parser("manifest", help="work with data manifests (validate)")
     msub = p.add_subparsers(dest="manifest_command", metavar="ACTION", required=True)
-    v = msub.add_parser("validate", help="check schema, duplicate ids, files, checksums and labels")
+    v = command(
+        msub, run_validate, "validate", help="check schema, duplicate ids, files, checksums and labels"
+    )
     v.add_argument("manifest", help="CSV manifest")
     v.add_argument(
         "--data-root",
@@ -18,7 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="directory the paths are relative to (default: the manifest's folder)",
     )
     v.add_argument("--no-checksums", action="store_true", help="skip sha256 verification")
-    v.set_defaults(func=run_validate)
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from pathxai.cli._common import (
     add_inputs,
     add_quiet,
     add_slide_mpp,
+    command,
     command_line,
     positive_float,
     positive_int,
@@ -18,7 +19,9 @@ from pathxai.mitigate import METHODS
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``mitigate`` command."""
-    p = sub.add_parser(
+    p = command(
+        sub,
+        run,
         "mitigate",
         help="correct a model for an audit finding (ClArC, masking, stain, re-balancing) and stress-test it",
         description="Read the audit's report.json, act on its high-severity class-correlated findings (or "
@@ -54,7 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reaudit", action="store_true", help="skip re-running the finding's audit checks")
     add_slide_mpp(p, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
     add_quiet(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

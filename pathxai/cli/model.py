@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from pathxai.cli._common import add_quiet, positive_float, positive_int
+from pathxai.cli._common import add_quiet, command, positive_float, positive_int
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``model`` command and its ``import`` sub-command."""
     p = sub.add_parser("model", help="manage models (import one trained elsewhere)")
     msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-    imp = msub.add_parser(
+    imp = command(
+        msub,
+        run_import,
         "import",
         help="import torchvision/timm/your own weights as a pathxai model folder",
         description="Weights: .safetensors, torch.save(state_dict) .pt/.pth (read with weights_only=True) "
@@ -73,8 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="allow python: specs (runs your code; loading needs PATHXAI_TRUST_CODE=1)",
     )
     imp.add_argument("--out", required=True, type=Path, help="output model directory")
-    imp.set_defaults(func=run_import)
-    cal = msub.add_parser(
+    cal = command(
+        msub,
+        run_calibrate,
         "calibrate",
         help="fit a temperature and an operating threshold on validation rows; store them in the card",
         description="Scores the manifest's --split rows (validation cases, never test), fits the temperature "
@@ -86,7 +89,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--data-root", default=None, help="folder the manifest's paths are relative to")
     cal.add_argument("--split", default="val", help="split value of the validation rows (default: val)")
     add_quiet(cal)
-    cal.set_defaults(func=run_calibrate)
     p.set_defaults(func=lambda args: _help(p))
 
 

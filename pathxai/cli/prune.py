@@ -11,6 +11,7 @@ from pathxai.cli._common import (
     add_inputs,
     add_quiet,
     checked,
+    command,
     command_line,
     fail,
     non_negative_float,
@@ -120,7 +121,7 @@ DESCRIPTION = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``prune`` and ``prune-sweep`` commands."""
-    p = sub.add_parser("prune", help=HELP, description=DESCRIPTION)
+    p = command(sub, run_prune, "prune", help=HELP, description=DESCRIPTION)
     _common(p)
     p.add_argument("--criterion", choices=CRITERIA_NAMES, default="lrp")
     p.add_argument("--ratio", type=_ratio, required=True, help="fraction of channels removed, in [0, 1)")
@@ -133,9 +134,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--latency-batch", type=positive_int, default=16, help="patches per timed forward pass")
     p.add_argument("--out", required=True, help="output model directory")
-    p.set_defaults(func=run_prune)
 
-    s = sub.add_parser(
+    s = command(
+        sub,
+        run_sweep,
         "prune-sweep",
         help="AUC/accuracy vs fraction pruned for all criteria, seeds, with/without fine-tuning",
         description="One-shot pruning of the same model at several ratios with every criterion and "
@@ -154,9 +156,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(area under the AUC-vs-rate curve per criterion and seed) and OUT/pxp.png",
     )
     s.add_argument("--out", required=True, help="output directory")
-    s.set_defaults(func=run_sweep)
 
-    f = sub.add_parser(
+    f = command(
+        sub,
+        run_fit_patterns,
         "fit-patterns",
         help="fit PatternAttribution patterns on reference tiles and store them beside the model",
         description="Fit the patterns of PatternAttribution (Kindermans et al. 2018) once on tiles of "
@@ -171,7 +174,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--seed", type=int, default=0, help="seed of the reference draw")
     f.add_argument("--out", default=None, help="patterns file (default: beside the model's weights)")
     add_quiet(f)
-    f.set_defaults(func=run_fit_patterns)
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> PruneSettings:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pathxai.cli._common import (
     add_slide_mpp,
+    command,
     fraction,
     non_negative_int,
     pick,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``tiles`` command."""
-    p = sub.add_parser("tiles", help="detect tissue, tile it at a target mpp, write coordinates to HDF5")
+    p = command(sub, run, "tiles", help="detect tissue, tile it at a target mpp, write coordinates to HDF5")
     p.add_argument("slide", help="slide file")
     p.add_argument("--mpp", type=plausible_mpp, required=True, help="target resolution of the tiles, µm/px")
     p.add_argument(
@@ -39,7 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers", type=non_negative_int, default=2, help="tile-reading processes (0 = in process)"
     )
     p.add_argument("--no-read", action="store_true", help="do not stream the tiles to check them")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

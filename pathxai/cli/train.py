@@ -11,6 +11,7 @@ from pathxai.cli._common import (
     add_inputs,
     add_quiet,
     add_slide_mpp,
+    command,
     command_line,
     fail,
     fraction,
@@ -29,7 +30,7 @@ DESCRIPTION = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` command."""
-    p = sub.add_parser("train", help=HELP, description=DESCRIPTION)
+    p = command(sub, run, "train", help=HELP, description=DESCRIPTION)
     add_inputs(p, "CSV manifest (columns path and label/tumor at least)", model_help=None)
     p.add_argument("--arch", default="compact_cnn", help="architecture name (compact_cnn, resnet18)")
     p.add_argument(
@@ -90,7 +91,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps-per-epoch", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     add_quiet(p)
-    p.set_defaults(func=run)
 
 
 def _arch_kwargs(args: argparse.Namespace) -> dict[str, Any] | str:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pathxai.cli._common import command
+
 HELP = "check a heatmap output folder: every store complete and readable, checksums right, exports present"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``verify`` command."""
-    p = sub.add_parser(
+    p = command(
+        sub,
+        run,
         "verify",
         help=HELP,
         description=HELP + ". Exit 0 when all is well, 1 naming each bad file and what to do.",
     )
     p.add_argument("directory", type=Path, metavar="DIR", help="the --out folder of 'pathxai heatmap'")
     p.add_argument("--quiet", action="store_true", help="print only the problems")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

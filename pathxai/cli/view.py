@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from pathxai.cli._common import positive_int
+from pathxai.cli._common import command, positive_int
 from pathxai.errors import PathXAIError
 
 #: Largest upload Streamlit accepts, in MB (the viewer has no upload widget; this bounds any future one).
@@ -95,8 +95,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``view`` command."""
-    p = subparsers.add_parser(
-        "view", help="open a demo or batch output folder in the Streamlit slide viewer (binds 127.0.0.1)"
+    p = command(
+        subparsers,
+        _run,
+        "view",
+        help="open a demo or batch output folder in the Streamlit slide viewer (binds 127.0.0.1)",
     )
     p.add_argument("dir", help="output folder of `pathxai demo` or `pathxai heatmap`")
     p.add_argument("--port", type=positive_int, default=8501, help="viewer port (default 8501)")
@@ -119,4 +122,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="tile server URL as the browser sees it (behind a proxy); default http://<page host>:<tile port>",
     )
-    p.set_defaults(func=_run)

@@ -99,6 +99,17 @@ def check_supported(model: nn.Module) -> None:
         )
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode, gradients of its parameters off, activations not in place."""
+    prepared = copy.deepcopy(model).eval()
+    for param in prepared.parameters():
+        param.requires_grad_(False)
+    for module in prepared.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False  # type: ignore[assignment]
+    return prepared
+
+
 def prepare_model(model: nn.Module, *, canonize: bool) -> nn.Module:
     """Return a private, inference-ready copy of ``model``.
 
@@ -116,12 +127,7 @@ def prepare_model(model: nn.Module, *, canonize: bool) -> nn.Module:
     torch.nn.Module
         The copy, in eval mode, with ``requires_grad=False`` parameters and non-in-place activations.
     """
-    prepared = copy.deepcopy(model).eval()
-    for param in prepared.parameters():
-        param.requires_grad_(False)
-    for module in prepared.modules():
-        if getattr(module, "inplace", False) is True:
-            module.inplace = False  # type: ignore[assignment]
+    prepared = frozen_copy(model)
     if canonize:
         merged: list[nn.Module] = []
         for canonizer in canonizers_for(prepared):

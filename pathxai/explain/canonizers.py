@@ -44,7 +44,7 @@ from zennit.layer import Sum
 from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from pathxai.errors import ExplainError
-from pathxai.explain.canonize import NEUTRAL_MODULES, is_resnet
+from pathxai.explain.canonize import NEUTRAL_MODULES, frozen_copy, is_resnet
 from pathxai.explain.rules import RuleHook
 from pathxai.model.projection import ConceptProjection
 
@@ -382,12 +382,7 @@ def graph_canonize(model: nn.Module, sample_size: int = 64) -> fx.GraphModule:
     ExplainError
         If an operation or layer has no LRP rule (named in the message).
     """
-    prepared = copy.deepcopy(model).eval()
-    for param in prepared.parameters():
-        param.requires_grad_(False)
-    for module in prepared.modules():
-        if getattr(module, "inplace", False) is True:
-            module.inplace = False  # type: ignore[assignment]
+    prepared = frozen_copy(model)
     gm = _trace(prepared)
     rewrites, problems = _classify(gm)
     _raise_if(model, problems)

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from pathxai.errors import ManifestError
 from pathxai.explain.evaluation import EvalBatch
-from pathxai.manifest import Manifest, ManifestRecord, resolve, resolve_mask
+from pathxai.manifest import Manifest, ManifestRecord, resolve
 from pathxai.model.augment import hed_jitter
 from pathxai.model.card import ModelCard
-from pathxai.model.datasets import read_rgb, rescale_to_mpp
+from pathxai.model.datasets import read_mask, read_rgb, rescale_to_mpp
 from pathxai.model.io import preprocess
 from pathxai.pixels import tissue_fraction
 
@@ -52,17 +51,6 @@ def mask_meaning(manifest: Manifest) -> str:
     return "the manifest's mask_path column (non-zero pixels = inside)"
 
 
-def _read_mask(rec: ManifestRecord, root: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    if not rec.mask_path:
-        return None
-    full = resolve_mask(rec, root)
-    if not full.is_file():
-        raise ManifestError(f"line {rec.line}: mask file not found: {full}")
-    with Image.open(full) as im:
-        m = im.convert("L").resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-        return np.asarray(m) > 0
-
-
 def stream_patches(
     records: Sequence[ManifestRecord],
     root: Path,
@@ -90,7 +78,7 @@ def stream_patches(
             raise ManifestError(f"line {rec.line}: no native resolution (mpp) for {rec.path!r}")
         img = rescale_to_mpp(read_rgb(resolve(rec, root)), mpp, card.mpp)
         h, w = img.shape[:2]
-        mask = _read_mask(rec, root, (h, w))
+        mask = read_mask(rec, root, (h, w))
         spots = [
             (y, x)
             for y in range(0, h - size, size)

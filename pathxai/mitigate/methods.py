@@ -18,7 +18,7 @@ method         what it does                                                     
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,29 @@ class Outcome:
     model: nn.Module
     projection: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodJob:
+    """What every method gets: the model (never modified), its card, the cohort, the evidence, the layer."""
+
+    model: nn.Module
+    card: ModelCard
+    cohort: Cohort
+    ev: Evidence
+    layer: str
+    settings: FinetuneSettings
+    progress: Callable[[int, int, float], None] | None = None
+
+    def concept(self) -> Concept:
+        """The finding's concept direction in ``layer`` (from paired artifact / clean patches)."""
+        return _concept(self.model, self.card, self.cohort, self.ev, self.layer)
+
+    def finetune(
+        self, images: Sequence[np.ndarray], labels: Sequence[int], **kw: Any
+    ) -> tuple[nn.Module, list[dict[str, float]]]:
+        """Fine-tune a copy of the model on ``images`` with the job's settings and progress."""
+        return finetune(self.model, self.card, images, labels, self.settings, progress=self.progress, **kw)
 
 
 def choose_method(method: str, target: Target) -> str:
@@ -108,69 +131,41 @@ def recalibrate(model: nn.Module, card: ModelCard, images: list[np.ndarray], lab
     return shift
 
 
-def _clarc_p(
-    model: nn.Module, card: ModelCard, cohort: Cohort, ev: Evidence, layer: str, **_: Any
-) -> Outcome:
-    concept = _concept(model, card, cohort, ev, layer)
-    new = copy.deepcopy(model)
-    install_projection(new, layer, concept.channels, concept.direction, concept.offset)
-    shift = recalibrate(new, card, list(cohort.train), list(cohort.train_labels))
+def _clarc_p(job: MethodJob) -> Outcome:
+    concept = job.concept()
+    new = copy.deepcopy(job.model)
+    install_projection(new, job.layer, concept.channels, concept.direction, concept.offset)
+    shift = recalibrate(new, job.card, list(job.cohort.train), list(job.cohort.train_labels))
     info = {**concept.info(), "threshold_shift_logit": shift}
-    return Outcome(
-        new, projection_spec(layer, concept.channels, method="clarc-p", finding=ev.target.id), info
-    )
+    spec = projection_spec(job.layer, concept.channels, method="clarc-p", finding=job.ev.target.id)
+    return Outcome(new, spec, info)
 
 
-def _edit_method(mode: str) -> Callable[..., Outcome]:
-    def run(
-        model: nn.Module,
-        card: ModelCard,
-        cohort: Cohort,
-        ev: Evidence,
-        layer: str,
-        settings: FinetuneSettings,
-        **kw: Any,
-    ) -> Outcome:
-        concept = _concept(model, card, cohort, ev, layer)
-        new, hist = finetune(
-            model, card, cohort.train, cohort.train_labels, settings, edit=ConceptEdit(concept, mode), **kw
-        )
+def _edit_method(mode: str) -> Callable[[MethodJob], Outcome]:
+    def run(job: MethodJob) -> Outcome:
+        concept = job.concept()
+        new, hist = job.finetune(job.cohort.train, job.cohort.train_labels, edit=ConceptEdit(concept, mode))
         return Outcome(new, None, {**concept.info(), "history": hist})
 
     return run
 
 
-def _mask(
-    model: nn.Module,
-    card: ModelCard,
-    cohort: Cohort,
-    ev: Evidence,
-    layer: str,
-    settings: FinetuneSettings,
-    **kw: Any,
-) -> Outcome:
-    kind = ev.target.artifact
+def _mask(job: MethodJob) -> Outcome:
+    kind, cohort = job.ev.target.artifact, job.cohort
     images, n = [], 0
     for img in cohort.train:
         m = detect(img, cohort.mpp)[kind]
         n += int(m.any())
         images.append(fill_masked(img, m) if m.any() else img)
-    new, hist = finetune(model, card, images, cohort.train_labels, settings, **kw)
+    new, hist = job.finetune(images, cohort.train_labels)
     return Outcome(
         new, None, {"masked_images": n, "fill": "normalised-convolution in-painting", "history": hist}
     )
 
 
-def _stain(
-    model: nn.Module,
-    card: ModelCard,
-    cohort: Cohort,
-    ev: Evidence,
-    layer: str,
-    settings: FinetuneSettings,
-    **kw: Any,
-) -> Outcome:
-    rng = np.random.default_rng(settings.seed)
+def _stain(job: MethodJob) -> Outcome:
+    cohort = job.cohort
+    rng = np.random.default_rng(job.settings.seed)
     to_class = {}
     for cls in (0, 1):
         imgs = cohort.of_class(cls)
@@ -180,7 +175,7 @@ def _stain(
     swapped = [to_class[1 - int(y)](im) for im, y in zip(cohort.train, cohort.train_labels, strict=True)]
     images = list(cohort.train) + swapped
     labels = list(cohort.train_labels) * 2
-    new, hist = finetune(model, card, images, labels, settings, **kw)
+    new, hist = job.finetune(images, labels)
     return Outcome(new, None, {"stain_swapped_copies": len(swapped), "history": hist})
 
 
@@ -195,21 +190,14 @@ def _groups(cohort: Cohort, target: Target) -> tuple[str, list[str]]:
     return "none", ["all"] * len(cohort.train)
 
 
-def _rebalance(
-    model: nn.Module,
-    card: ModelCard,
-    cohort: Cohort,
-    ev: Evidence,
-    layer: str,
-    settings: FinetuneSettings,
-    **kw: Any,
-) -> Outcome:
-    col, groups = _groups(cohort, ev.target)
+def _rebalance(job: MethodJob) -> Outcome:
+    cohort = job.cohort
+    col, groups = _groups(cohort, job.ev.target)
     cells: dict[tuple[str, int], int] = {}
     for g, y in zip(groups, cohort.train_labels, strict=True):
         cells[(g, int(y))] = cells.get((g, int(y)), 0) + 1
     weights = [1.0 / cells[(g, int(y))] for g, y in zip(groups, cohort.train_labels, strict=True)]
-    new, hist = finetune(model, card, cohort.train, cohort.train_labels, settings, weights=weights, **kw)
+    new, hist = job.finetune(cohort.train, cohort.train_labels, weights=weights)
     return Outcome(
         new,
         None,
@@ -217,7 +205,7 @@ def _rebalance(
     )
 
 
-_METHODS: dict[str, Callable[..., Outcome]] = {
+_METHODS: dict[str, Callable[[MethodJob], Outcome]] = {
     "clarc-p": _clarc_p,
     "rr-clarc": _edit_method("rr"),
     "clarc-a": _edit_method("add"),
@@ -238,5 +226,4 @@ def run_method(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> Outcome:
     """Run method ``name`` (see the module table) on ``model`` (not modified)."""
-    kw: dict[str, Any] = {} if name == "clarc-p" else {"settings": settings, "progress": progress}
-    return _METHODS[name](model, card, cohort, evidence, layer, **kw)
+    return _METHODS[name](MethodJob(model, card, cohort, evidence, layer, settings, progress))

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from pathxai.audit.artifacts import detect
-from pathxai.model.augment import MacenkoNormalizer
+from pathxai.model.augment import macenko_to
 
 __all__ = ["Donor", "artifact_donors", "fill_masked", "paste", "stain_transfer"]
 
@@ -102,12 +102,4 @@ def stain_transfer(donors: Sequence[np.ndarray]) -> Callable[[np.ndarray], np.nd
     """
     if not donors:
         raise ValueError("stain_transfer needs at least one donor image")
-    norm = MacenkoNormalizer().fit(_mosaic(donors))
-
-    def run(img: np.ndarray) -> np.ndarray:
-        try:
-            return norm.transform(img)
-        except ValueError:
-            return img
-
-    return run
+    return macenko_to(_mosaic(donors))

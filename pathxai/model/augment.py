@@ -13,6 +13,7 @@ All randomness comes from a caller's :class:`numpy.random.Generator`, so results
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,3 +217,19 @@ class MacenkoNormalizer:
         scale = self.max_conc / np.maximum(np.percentile(conc, 99, axis=1), 1e-6)
         conc = conc * scale[:, None]
         return od_to_rgb((self.stains.T @ conc).T.reshape(img.shape), self.io)
+
+
+def macenko_to(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function recolouring uint8 RGB images to ``reference``'s stain (Macenko).
+
+    An image whose stain cannot be estimated (too little tissue) is returned unchanged.
+    """
+    norm = MacenkoNormalizer().fit(reference)
+
+    def run(img: np.ndarray) -> np.ndarray:
+        try:
+            return norm.transform(img)
+        except ValueError:
+            return img
+
+    return run

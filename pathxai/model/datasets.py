@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from pathxai.errors import ManifestError
-from pathxai.manifest import MPP_COLUMNS, ManifestRecord, resolve
+from pathxai.manifest import MPP_COLUMNS, ManifestRecord, resolve, resolve_mask
 from pathxai.pixels import tissue_fraction
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "channel_stats",
     "patch_positions",
     "patches_from_manifest",
+    "read_mask",
     "read_rgb",
     "refuse_too_small",
     "rescale_to_mpp",
@@ -41,6 +42,24 @@ __all__ = [
 
 #: Refuse images larger than this many pixels (decompression-bomb guard).
 MAX_IMAGE_PIXELS = 200_000_000
+
+
+def read_mask(rec: ManifestRecord, root: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The row's ``mask_path`` image as a boolean ``shape`` mask (non-zero = inside), or None without one.
+
+    Raises
+    ------
+    ManifestError
+        If the row names a mask file that does not exist.
+    """
+    if not rec.mask_path:
+        return None
+    full = resolve_mask(rec, root)
+    if not full.is_file():
+        raise ManifestError(f"line {rec.line}: mask file not found: {full}")
+    with Image.open(full) as im:
+        m = im.convert("L").resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+        return np.asarray(m) > 0
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

@@ -59,7 +59,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def trust_line(trust: Mapping[str, Any] | None) -> str:
-    """One line, e.g. ``"faithfulness 0.77x random on 64 tiles; randomisation passes (ρ=0.22)"``.
+    """One line, e.g. ``"faithfulness 0.77x random on 32 tiles; randomisation passes (ρ=0.22)"``.
 
     Parameters
     ----------
