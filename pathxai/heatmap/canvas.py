@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +129,13 @@ def finalize_canvas(
     tumour_index: int,
     tissue_fraction: float,
     tile_chunk: int,
+    extra_attrs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Stitch a store whose tiles are all done and write it, complete with its pyramid, to ``target``.
 
     The complete store also records ``relevance_vmax`` (a robust maximum of the absolute relevance,
-    for the colour scale; not in a probability-only store) and the slide's ``tissue_fraction``; see
-    :meth:`~pathxai.store.heatmap.HeatmapStore.finalize`.
+    for the colour scale; not in a probability-only store), the slide's ``tissue_fraction`` and
+    ``extra_attrs`` (e.g. the run's trust summary); see :meth:`~pathxai.store.heatmap.HeatmapStore.finalize`.
     """
     shape = canvas_shape(grid, canvas_downsample)
     levels = n_levels(shape, 256)
@@ -144,9 +145,10 @@ def finalize_canvas(
     def final_attrs() -> dict[str, Any]:
         from pathxai.render.heatmap import robust_vmax
 
+        extra = dict(extra_attrs or {})
         if not store.has_relevance:
-            return {"tissue_fraction": tissue_fraction}
+            return {"tissue_fraction": tissue_fraction, **extra}
         vals = np.concatenate(samples) if samples else np.zeros(0, np.float32)
-        return {"relevance_vmax": robust_vmax(vals), "tissue_fraction": tissue_fraction}
+        return {"relevance_vmax": robust_vmax(vals), "tissue_fraction": tissue_fraction, **extra}
 
     return store.finalize(target, shape, levels, bands, final_attrs, tile_chunk=tile_chunk)

@@ -36,12 +36,13 @@ from pathxai.heatmap.settings import (
 from pathxai.heatmap.space import check_space, estimate_space
 from pathxai.heatmap.summary import read_summary, write_summary
 from pathxai.heatmap.trust import slide_trust
+from pathxai.jsonio import dumps_json
 from pathxai.pipeline.slides import empty_grid_error
 from pathxai.slide import BaseSlide, open_slide
 from pathxai.store.heatmap import HeatmapStore, final_path, partial_path
 from pathxai.store.resume import find_complete, open_run
 from pathxai.store.summary import store_summary
-from pathxai.store.trust import write_trust
+from pathxai.store.trust import TRUST_ATTR
 from pathxai.tiling import SlideSource, tile_slide
 
 __all__ = ["SlideResult", "heatmap_slide", "run_job"]
@@ -164,6 +165,11 @@ def _compute_store(
         timings.update(computed.timings)
         # Corrupt areas met by tissue detection (painted as background) are reported too.
         failures = [f"tissue thumbnail: {m}" for m in slide.unreadable_regions] + list(computed.failures)
+        extra: dict[str, Any] = {}
+        if settings.trust:  # measured before the store is complete, so it is written with it, atomically
+            t0 = time.perf_counter()
+            extra[TRUST_ATTR] = dumps_json(_trust(slide, grid, ~run.store.failed, settings)).strip()
+            timings["trust_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         target = final_path(out, job.slide_id)
         tumour = int(card.tumour_index)
@@ -176,6 +182,7 @@ def _compute_store(
             tumour,
             mask.fraction,
             batch_size,
+            extra,
         )
         timings["finalize_s"] = time.perf_counter() - t0
     finally:
@@ -183,15 +190,10 @@ def _compute_store(
     return _Computed(len(grid.specs), run.resumed, failures, timings, grid)
 
 
-def _add_trust(slide: BaseSlide, store_path: Path, grid: Grid, settings: HeatmapSettings) -> float:
-    """Measure the run's trust summary and keep it in the complete store; return the seconds it took."""
-    t0 = time.perf_counter()
-    with HeatmapStore.open(store_path) as st:
-        ok = ~st.failed
+def _trust(slide: BaseSlide, grid: Grid, ok: np.ndarray, settings: HeatmapSettings) -> dict[str, Any]:
+    """The run's trust summary (:func:`~pathxai.heatmap.trust.slide_trust`) on the tiles that were read."""
     model, card, explainer = prepared(settings.model, settings.method, settings.channels_last)
-    trust = slide_trust(slide, grid.specs, ok, model, card, explainer, settings.method)
-    write_trust(store_path, trust)
-    return time.perf_counter() - t0
+    return slide_trust(slide, grid.specs, ok, model, card, explainer, settings.method)
 
 
 def _require_resolution(slide: BaseSlide, path: str) -> None:
@@ -288,8 +290,6 @@ def heatmap_slide(
         t0 = time.perf_counter()
         timings = {**computed.timings, **_exports(slide, paths, settings)}
         timings["exports_s"] = time.perf_counter() - t0
-        if settings.trust:
-            timings["trust_s"] = _add_trust(slide, paths["h5"], computed.grid, settings)
     timings["total_s"] = time.perf_counter() - t_start
     summary = store_summary(paths["h5"], _run_details(paths["h5"], computed, timings))
     write_summary(paths["json"], summary)

@@ -1,45 +1,20 @@
 """A heatmap store's trust summary: how faithful and how weight-dependent its method's maps are.
 
 The summary is a small JSON object (made by :mod:`pathxai.heatmap.trust`) kept in the complete store's
-``trust`` attribute; :func:`trust_line` says it in one line for the viewer and the audit report.
+``trust`` attribute, written with the rest of the store when it is finalised (never added to a complete
+store afterwards, so a killed run cannot leave a store half-changed); :func:`trust_line` says it in one line for the viewer and the audit report.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from pathxai.jsonio import dumps_json
-from pathxai.store.guarded import open_guarded
-from pathxai.store.heatmap import attrs_digest
-
-__all__ = ["TRUST_ATTR", "read_trust", "trust_line", "write_trust"]
+__all__ = ["TRUST_ATTR", "read_trust", "trust_line"]
 
 #: Store attribute that holds the summary as JSON text.
 TRUST_ATTR = "trust"
-
-
-def write_trust(path: str | Path, trust: Mapping[str, Any]) -> None:
-    """Set the trust summary of a complete store (JSON text in its :data:`TRUST_ATTR` attribute).
-
-    The store's recorded attribute checksum is renewed with it, so
-    :func:`pathxai.store.verify.verify_store` still finds the store whole. Written through
-    :func:`pathxai.store.guarded.open_guarded`: a full disk raises, it does not crash the interpreter.
-    """
-    h5, guard = open_guarded(path, "r+")
-    try:
-        h5.attrs[TRUST_ATTR] = dumps_json(dict(trust)).strip()
-        raw = h5.attrs.get("checksums")
-        if raw:
-            checksums = json.loads(raw)
-            checksums["attrs"] = attrs_digest(h5.attrs)
-            h5.attrs["checksums"] = json.dumps(checksums, sort_keys=True)
-    finally:
-        h5.close()
-        guard.close()
-    guard.raise_if_failed(path=path)
 
 
 def read_trust(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
