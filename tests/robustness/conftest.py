@@ -152,6 +152,27 @@ def save_tiny_model(out: Path, widths: tuple[int, ...] = (4, 8, 8, 8, 8)) -> Pat
     return save(out, widths, std=0.2)
 
 
+def tiny_audit_cohort(d: Path) -> tuple[Path, Path]:
+    """Four 256 x 192 px H&E-like images (two patients per class, two sites) in ``d/m.csv``, and a tiny model.
+
+    Returns ``(d, model directory)``; small enough that an audit of it takes seconds.
+    """
+    from PIL import Image
+
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["id,path,label,patient,site,mpp"]
+    for i in range(4):
+        img = np.full((192, 256, 3), 235, np.uint8)
+        img[30:170, 30:230] = rng.integers(0, 60, (140, 200, 3)) + np.array(
+            [110 + 20 * (i % 2), 50, 140], np.uint8
+        )
+        Image.fromarray(img).save(d / f"i{i}.png")
+        rows.append(f"i{i},i{i}.png,{'malignant' if i % 2 else 'benign'},p{i // 2},s{i % 2},1.0")
+    (d / "m.csv").write_text("\n".join(rows) + "\n")
+    return d, save_tiny_model(d / "model")
+
+
 @pytest.fixture(scope="session")
 def small_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid 1024x768 generated pyramidal TIFF (zlib tiles of 128 px, 0.5 mpp, one tissue blob)."""

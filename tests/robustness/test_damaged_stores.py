@@ -21,7 +21,7 @@ from pathxai.slide.testing import write_synthetic_slide
 from pathxai.store import HeatmapStore
 from pathxai.store.verify import verify_store
 
-from .conftest import run_main, save_tiny_model
+from .conftest import run_main, save_tiny_model, tiny_audit_cohort
 
 
 @pytest.fixture(scope="module")
@@ -191,21 +191,7 @@ def test_verify_refuses_a_folder_without_stores(tmp_path: Path) -> None:
 
 def test_a_damaged_audit_cache_is_rebuilt(tmp_path: Path) -> None:
     """A cut-short or bit-flipped cached heatmap (.npz) is recomputed, never read as valid."""
-    from PIL import Image
-
-    d = tmp_path / "cohort"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["id,path,label,patient,site,mpp"]
-    for i in range(4):
-        img = np.full((192, 256, 3), 235, np.uint8)
-        img[30:170, 30:230] = rng.integers(0, 60, (140, 200, 3)) + np.array(
-            [110 + 20 * (i % 2), 50, 140], np.uint8
-        )
-        Image.fromarray(img).save(d / f"i{i}.png")
-        rows.append(f"i{i},i{i}.png,{'malignant' if i % 2 else 'benign'},p{i // 2},s{i % 2},1.0")
-    (d / "m.csv").write_text("\n".join(rows) + "\n")
-    model = save_tiny_model(d / "model")
+    d, model = tiny_audit_cohort(tmp_path / "cohort")
     out = tmp_path / "audit"
     args = ("audit", "--manifest", d / "m.csv", "--model", model, "--out", out, "--quiet")
     assert run_main(*args).returncode == 0

@@ -25,7 +25,7 @@ import pytest
 
 from pathxai.slide.testing import write_synthetic_slide
 
-from .conftest import assert_clean_failure, run_cli, save_tiny_model
+from .conftest import assert_clean_failure, run_cli, save_tiny_model, tiny_audit_cohort
 
 #: Datasets that must equal an uninterrupted run's, bit for bit.
 COMPARED = ("probabilities", "tile_relevance", "relevance", "probability", "count")
@@ -218,21 +218,7 @@ def test_a_slide_that_cannot_fit_is_refused_before_it_starts(
 
 def test_audit_on_a_full_disk_is_one_line(tmpfs: Tmpfs, tmp_path: Path) -> None:
     """``audit`` writes its cache and report through atomic writes: ENOSPC there is one line, exit 2."""
-    from PIL import Image
-
-    d = tmp_path / "cohort"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["id,path,label,patient,site,mpp"]
-    for i in range(4):
-        img = np.full((192, 256, 3), 235, np.uint8)
-        img[30:170, 30:230] = rng.integers(0, 60, (140, 200, 3)) + np.array(
-            [110 + 20 * (i % 2), 50, 140], np.uint8
-        )
-        Image.fromarray(img).save(d / f"i{i}.png")
-        rows.append(f"i{i},i{i}.png,{'malignant' if i % 2 else 'benign'},p{i // 2},s{i % 2},1.0")
-    (d / "m.csv").write_text("\n".join(rows) + "\n")
-    model = save_tiny_model(d / "model")
+    d, model = tiny_audit_cohort(tmp_path / "cohort")
     out = tmpfs.root / "audit"
     tmpfs.leave_free(8_000)
     r = run_cli("audit", "--manifest", d / "m.csv", "--model", model, "--out", out, "--quiet", timeout=600)
