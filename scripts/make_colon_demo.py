@@ -87,7 +87,9 @@ def layout(
     return cells
 
 
-def build(data_root: Path, manifest: Path, out: Path, rows: int, margin: int, seed: int, mpp: float) -> None:
+def build(
+    data_root: Path, manifest: Path, out: Path, rows: int, margin: int, seed: int, mpp: float, quality: int
+) -> None:
     """Write the mosaic TIFF, the truth PNG and the JSON description into ``out``."""
     normal, tumour = choose(held_out_rows(manifest), seed)
     cells = layout(normal, tumour, rows, margin)
@@ -139,7 +141,7 @@ def build(data_root: Path, manifest: Path, out: Path, rows: int, margin: int, se
         levels,
         lambda lv, y, x, h, w: pyramid[lv][y : y + h, x : x + w],
         mpp,
-        quality=85,
+        quality=quality,
         description=description,
     )
     Image.fromarray(truth).save(out / "ebhi_colon_truth.png", optimize=True)
@@ -153,7 +155,12 @@ def build(data_root: Path, manifest: Path, out: Path, rows: int, margin: int, se
             "mpp": mpp,
             "mpp_note": "an ESTIMATE from nuclear areas and crypt diameters against GlaS (about +-25 %); "
             "EBHI-Seg publishes no pixel size",
-            "source_manifest": {"file": manifest.name, "sha256": _sha256(manifest), "site": SITE, "split": "test"},
+            "source_manifest": {
+                "file": manifest.name,
+                "sha256": _sha256(manifest),
+                "site": SITE,
+                "split": "test",
+            },
             "selection": "every normal image of the test split, and as many adenocarcinoma images (one per case "
             f"while cases last, seed {seed}); no train or val case",
             "cases": n_cases,
@@ -175,8 +182,9 @@ def main() -> None:
     p.add_argument("--margin", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mpp", type=float, default=0.95)
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the tiles")
     a = p.parse_args()
-    build(a.data_root, a.manifest, a.out, a.rows, a.margin, a.seed, a.mpp)
+    build(a.data_root, a.manifest, a.out, a.rows, a.margin, a.seed, a.mpp, a.quality)
 
 
 if __name__ == "__main__":
