@@ -43,7 +43,7 @@ from pathxai.data import DEMO_DATASET, fetch
 from pathxai.data.colon import colon_demo
 from pathxai.errors import PathXAIError
 from pathxai.heatmap.regions import describe, store_region_auc
-from pathxai.jsonio import write_json
+from pathxai.jsonio import dumps_json, write_json
 from pathxai.model import load_model_with_card, preprocess
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.pipeline.slides import tile_to_file
@@ -302,28 +302,32 @@ def _pruning(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> dic
 
 
 def _colon(out: Path, s: DemoSettings, log: Log) -> tuple[dict[str, str], dict[str, Any]]:
-    """Heatmap of the colon demo slide and its region AUC (``colon/region_auc.json``, kept on a rerun)."""
+    """Heatmap of the colon demo slide and its region AUC (``colon/region_auc.json``).
+
+    The AUC is recomputed from the store each time (under a second) and the file rewritten only when it
+    changed, so a rerun keeps it and a store rebuilt with another model never keeps a stale one.
+    """
     demo = colon_demo()
     sid = demo.slide.stem
     outputs = {f"colon_heatmap_{k}": v for k, v in _heatmaps(demo.slide, out, sid, s, None).items()}
+    with HeatmapStore.open(outputs["colon_heatmap_h5"]) as store:
+        measured = store_region_auc(store, demo.read_truth())
+        model_sha256 = store.attrs["model_sha256"]
+    meta = demo.read_metadata()
+    result: dict[str, Any] = {
+        "slide": str(demo.slide),
+        "slide_id": sid,
+        "truth": str(demo.truth),
+        "cases": meta["cases"],
+        "attribution": meta["attribution"],
+        "mpp_note": meta["mpp_note"],
+        "model": s.model,
+        "model_sha256": model_sha256,
+        "method": s.method,
+        **measured,
+    }
     path = out / "colon" / "region_auc.json"
-    if path.is_file():
-        result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        with HeatmapStore.open(outputs["colon_heatmap_h5"]) as store:
-            result = store_region_auc(store, demo.read_truth())
-        meta = demo.read_metadata()
-        result = {
-            "slide": str(demo.slide),
-            "slide_id": sid,
-            "truth": str(demo.truth),
-            "cases": meta["cases"],
-            "attribution": meta["attribution"],
-            "mpp_note": meta["mpp_note"],
-            "model": s.model,
-            "method": s.method,
-            **result,
-        }
+    if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != json.loads(dumps_json(result)):
         write_json(path, result)
     log(f"colon demo slide: {describe(result)}")
     return {**outputs, "colon_slide": str(demo.slide), "colon_region_auc": str(path)}, result

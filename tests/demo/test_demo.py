@@ -97,6 +97,16 @@ def test_rerun_skips_finished_steps(demo_run) -> None:
     assert again.outputs["heatmap_h5"] == res.outputs["heatmap_h5"]
 
 
+def test_rerun_replaces_a_stale_region_auc(demo_run) -> None:
+    res, settings, _ = demo_run
+    path = Path(res.outputs["colon_region_auc"])
+    good = json.loads(path.read_text())
+    path.write_text(json.dumps({**good, "probability": {**good["probability"], "auc": 2.0}}))
+    again = run_demo(res.out, slide=res.slide, settings=settings)
+    assert json.loads(path.read_text()) == good
+    assert again.region_auc is not None and again.region_auc["probability"]["auc"] != 2.0
+
+
 def test_cli_demo_prints_outputs_and_viewer_command(demo_run, capsys) -> None:
     res, _, model = demo_run
     code = main(
