@@ -14,6 +14,7 @@ _ratio = checked(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathxai.heatmap.regions import describe
     from pathxai.pipeline.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
@@ -22,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         slide_mpp=args.slide_mpp,
         prune_ratio=args.prune_ratio,
         audit=not args.no_audit,
+        colon=not args.no_colon,
     )
     res = run_demo(args.out, settings, slide=args.slide, cache=args.cache)
     print(f"\npathxai demo finished in {res.timings['total']:.0f} s on {res.slide}")
@@ -30,6 +32,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {key:<{width}}  {path}")
     for note in res.notes:
         print(f"  note: {note}")
+    if res.region_auc is not None:
+        print(f"  colon demo slide: {describe(res.region_auc)}")
+        print(f"    tiles: {res.region_auc['rule']['text']}")
     print(f"  {'summary':<{width}}  {res.out / 'demo.json'}")
     print(f"\nOpen the viewer:  pathxai view {shlex.quote(str(res.out))}")
     return 0
@@ -52,4 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--prune-ratio", type=_ratio, default=0.3, help="fraction of channels pruned (default 0.3)"
     )
     p.add_argument("--no-audit", action="store_true", help="skip the audit step")
+    p.add_argument(
+        "--no-colon",
+        action="store_true",
+        help="skip the colon demo slide (EBHI-Seg mosaic shipped with pathxai: heatmap + region AUC)",
+    )
     p.add_argument("--cache", default=None, help="dataset cache (default $PATHXAI_CACHE or ~/.cache/pathxai)")

