@@ -212,6 +212,7 @@ def _default_rules() -> dict[str, SeverityRule]:
         "sampling.imbalance": r(low=1.5, medium=3.0, high=10.0),
         "sampling.missing_cells": r(low=1, medium=None, high=None),
         "sampling.patient_confounding": r(low=0.5, medium=0.8, high=None, cap="medium"),
+        "sampling.site_confounding": r(low=0.1, medium=0.3, high=0.5),
         "sampling.leakage": r(low=None, medium=None, high=1),
         "sampling.unseen": r(low=0.01, medium=0.05, high=0.15),
         "sampling.group_performance": r(low=0.05, medium=0.10, high=0.20),

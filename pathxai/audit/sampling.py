@@ -3,6 +3,7 @@
 * counts per class x site x scanner x patient (x split), class imbalance, classes missing from a
   site/scanner/split (missing cells);
 * patient-label confounding (patients with a single class: the label is partly a patient identity);
+* site-label confounding (the share of tumour differs by site or scanner, so the site predicts the label);
 * patient leakage across splits;
 * categories (grade, site, scanner ...) present outside the training split but never in it;
 * per-group performance: AUC with a bootstrap CI per group when a group holds both classes, else
@@ -229,6 +230,68 @@ def check_patient_confounding(ctx: CheckContext) -> list[BiasFinding]:
             details={"patients": {p: dict(c) for p, c in sorted(per_patient.items())}},
         )
     ]
+
+
+def _association(table: np.ndarray) -> tuple[float, float]:
+    """Cramér's V of a groups x classes count table and the p-value of its independence test.
+
+    Fisher's exact test for a 2 x 2 table, the chi-square test otherwise.
+    """
+    from scipy.stats import chi2_contingency, fisher_exact
+
+    n = float(table.sum())
+    chi2 = float(chi2_contingency(table, correction=False)[0])
+    v = math.sqrt(chi2 / (n * (min(table.shape) - 1))) if n > 0 else 0.0
+    if table.shape == (2, 2):
+        return v, float(fisher_exact(table)[1])
+    return v, float(chi2_contingency(table)[1])
+
+
+@register_check("sampling.site_confounding", family="sampling")
+def check_site_confounding(ctx: CheckContext) -> list[BiasFinding]:
+    """Whether the share of tumour differs by site (or scanner): the site then predicts the label.
+
+    One finding per column with at least two groups, graded on Cramér's V of the group x class table
+    and only when the independence test is significant (``alpha``).
+    """
+    out = []
+    for col in ("site", "scanner"):
+        per: dict[str, Counter[str]] = defaultdict(Counter)
+        for it in ctx.items:
+            lab, grp = _label(it), it.meta.get(col)
+            if grp and lab != "unlabelled":
+                per[str(grp)][lab] += 1
+        classes = sorted({c for cnt in per.values() for c in cnt})
+        if len(per) < 2 or len(classes) < 2:
+            continue
+        groups = sorted(per)
+        table = np.array([[per[g][c] for c in classes] for g in groups], dtype=float)
+        v, pval = _association(table)
+        shares = {g: per[g]["tumour"] / sum(per[g].values()) for g in groups}
+        listed = "; ".join(
+            f"{g}: {shares[g]:.0%} tumour ({per[g]['tumour']}/{sum(per[g].values())})" for g in groups[:6]
+        )
+        significant = pval <= ctx.thresholds.setting("alpha")
+        out.append(
+            graded(
+                ctx.thresholds,
+                "sampling",
+                f"sampling.site_confounding:{col}",
+                f"Cramér's V between {col} and label",
+                v,
+                f"The share of tumour differs by {col} ({listed}; Cramér's V {v:.2f}, p={pval:.2g}). "
+                + (
+                    f"The {col} predicts the label: anything {col}-specific (stain, scanner, "
+                    "preparation) can act as a label proxy. Balance classes within each "
+                    f"{col} (e.g. `pathxai train --balance-sites`) and report results per {col}."
+                    if significant
+                    else "Not significant."
+                ),
+                grade=significant,
+                details={"column": col, "counts": {g: dict(per[g]) for g in groups}, "p_value": pval},
+            )
+        )
+    return out
 
 
 @register_check("sampling.leakage", family="sampling")

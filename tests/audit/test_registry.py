@@ -21,6 +21,7 @@ BUILTIN = {
     "sampling.imbalance",
     "sampling.missing_cells",
     "sampling.patient_confounding",
+    "sampling.site_confounding",
     "sampling.leakage",
     "sampling.unseen",
     "sampling.group_performance",

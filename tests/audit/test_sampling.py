@@ -89,3 +89,38 @@ def test_counts_table_and_imbalance(glas_subset):
     assert sum(r["n"] for r in rows) == 25
     f = _by(sampling.check(items), "sampling.imbalance")
     assert f.value == 4.0 and f.severity == "medium"
+
+
+def _site_items(shares: dict[str, tuple[int, int]]) -> list:
+    """Generated items: per site, (tumour, non-tumour) counts; tiny blank images (no pixels are read)."""
+    from tests.audit import synth
+
+    rng = np.random.default_rng(0)
+    tumour = [t for site, (nt, nn) in shares.items() for t in [1] * nt + [0] * nn]
+    sites = [site for site, (nt, nn) in shares.items() for _ in range(nt + nn)]
+    images = [synth.he_image(rng, 16, 16) for _ in tumour]
+    return [
+        dataclasses.replace(it, meta={**it.meta, "site": s})
+        for it, s in zip(synth.items(images, tumour), sites, strict=True)
+    ]
+
+
+def test_site_that_predicts_the_label_is_flagged():
+    # the issue-16 cohort's shape: one site 92 % tumour, the other 55 %
+    f = _by(sampling.check(_site_items({"A": (92, 8), "B": (55, 45)})), "sampling.site_confounding:site")
+    assert f.severity == "medium" and 0.3 <= f.value < 0.5, (f.severity, f.value)
+    assert "A: 92% tumour (92/100)" in f.message and f.details["p_value"] < 0.01
+    # all of one class at one site and the other at the other: high
+    f = _by(sampling.check(_site_items({"A": (40, 0), "B": (0, 40)})), "sampling.site_confounding:site")
+    assert f.severity == "high" and f.value == pytest.approx(1.0)
+
+
+def test_balanced_sites_are_not_flagged():
+    f = _by(sampling.check(_site_items({"A": (30, 30), "B": (31, 29)})), "sampling.site_confounding:site")
+    assert f.severity == "info" and f.value < 0.1 and "Not significant" in f.message
+    # one site: nothing to compare
+    assert not [
+        x
+        for x in sampling.check(_site_items({"A": (30, 30)}))
+        if x.check.startswith("sampling.site_confounding")
+    ]
