@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from pathxai.errors import ModelError
+from pathxai.errors import ExplainError, ModelError
+from pathxai.explain import Explainer
 from pathxai.model.io import load_model_with_card
 from pathxai.prune import CRITERIA, check_ratio, compose_plans
 from pathxai.prune.data import load_prune_data
@@ -55,6 +56,30 @@ def _unprojected(model_path: str | Path) -> tuple[torch.nn.Module, Any]:
             hint="prune the original model, then mitigate the pruned one",
         )
     return model, card
+
+
+def _check_lrp(
+    model: torch.nn.Module, criteria: Sequence[str], drift_patches: int, model_path: str | Path
+) -> None:
+    """Refuse a run that needs LRP on a model LRP has no rules for, before any data is read.
+
+    The ``lrp`` criterion and the heatmap drift need it; an imported ConvNeXt (LayerNorm) or ViT has
+    none yet. The error names what needs LRP and the layers it lacks rules for.
+    """
+    needs = [f"the {c!r} criterion" for c in dict.fromkeys(criteria) if c == "lrp"]
+    if drift_patches > 0:
+        needs.append("the heatmap drift (--drift-patches)")
+    if not needs:
+        return
+    try:
+        with Explainer(model, "lrp"):
+            pass
+    except ExplainError as exc:
+        raise ExplainError(
+            f"{' and '.join(needs)} need LRP, which this model cannot have: {exc.message}",
+            path=Path(model_path),
+            hint="prune it with --criterion weight, gradient, taylor, ig or random and --drift-patches 0",
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,7 @@ def prune_from_manifest(
     ratio = check_ratio(ratio)
     _check_criterion(criterion)
     model, card = _unprojected(model_path)
+    _check_lrp(model, [criterion], settings.drift_patches, model_path)
     data = load_prune_data(
         card, manifest_path, data_root, heldout_stride=settings.heldout_stride, progress=progress
     )
@@ -228,6 +254,7 @@ def prune_sweep(
     out.mkdir(parents=True, exist_ok=True)
     table = SweepTable(out / "sweep.csv")
     model, card = _unprojected(model_path)
+    _check_lrp(model, criteria, settings.drift_patches, model_path)
     if pxp:  # a model too narrow for 95 % (a layer would lose every channel) stops earlier
         ratios = feasible_ratios(model, card.input_size, PXP_RATES[1:])
     data = load_prune_data(

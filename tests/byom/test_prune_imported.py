@@ -212,3 +212,40 @@ def test_pruned_user_code_model_still_needs_trust(
     assert card.trust_code is True and card.arch == "python:tests.byom.factories:resnet18"
     assert sum(p.numel() for p in loaded.parameters()) < sum(p.numel() for p in original.parameters())
     np.testing.assert_allclose(_logits(loaded), _logits(pruned), rtol=1e-5, atol=1e-5)
+
+
+def test_prune_refuses_lrp_where_it_has_no_rules_and_prunes_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A LayerNorm model (as ConvNeXt): the lrp criterion and drift stop before any work, naming the layer;
+    a data-free criterion without drift prunes it."""
+    from tests.byom.factories import layernorm_cnn
+
+    monkeypatch.setenv("PATHXAI_TRUST_CODE", "1")
+    torch.manual_seed(0)
+    torch.save(layernorm_cnn().state_dict(), tmp_path / "w.pt")
+    arch = [
+        "--arch",
+        "python:tests.byom.factories:layernorm_cnn",
+        "--trust-code",
+        "--weights",
+        str(tmp_path / "w.pt"),
+    ]
+    model_dir = tmp_path / "m"
+    args = ["--classes", "normal,tumour", "--mpp", "1", "--size", "64", "--out", str(model_dir)]
+    assert main(["model", "import", *arch, *args]) == 0
+    manifest = _cohort(tmp_path / "cohort")
+    common = ["prune", "--model", str(model_dir), "--manifest", str(manifest), "--ratio", "0.5", "--quiet"]
+    capsys.readouterr()
+    code = main([*common, "--criterion", "lrp", "--no-latency", "--out", str(tmp_path / "p_lrp")])
+    err = capsys.readouterr().err
+    assert code != 0 and not (tmp_path / "p_lrp").exists()
+    assert (
+        "'lrp' criterion and the heatmap drift" in err and "LayerNorm2d" in err and "--drift-patches 0" in err
+    )
+    out = tmp_path / "p_weight"
+    code = main([*common, "--criterion", "weight", "--drift-patches", "0", "--no-latency", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    pruned = load_model(out)
+    assert [m.out_channels for m in pruned.modules() if isinstance(m, nn.Conv2d)] == [4, 8]
+    assert pruned[1].normalized_shape == (4,)
