@@ -36,10 +36,10 @@ from pathxai import __version__
 from pathxai.atomic import write_text_atomic
 from pathxai.data import DEMO_DATASET, fetch
 from pathxai.errors import PathXAIError
+from pathxai.heatmap.tiles import tile_to_file
 from pathxai.jsonio import write_json
 from pathxai.model import load_model_with_card, preprocess
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
-from pathxai.pipeline.slides import tile_to_file
 from pathxai.prune import (
     PruneReport,
     PruningPlan,
