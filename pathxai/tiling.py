@@ -22,7 +22,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 
-from pathxai.errors import SlideError
+from pathxai.errors import SlideError, TissueError
 from pathxai.geometry import Grid, TileSpec, build_grid
 from pathxai.slide import BaseSlide, TissueMask, TissueSettings, detect_tissue, open_slide
 
@@ -367,3 +367,25 @@ def tile_slide(
     w, h = slide.dimensions
     grid = build_grid(w, h, slide.mpp, mpp, size, stride, mask.mask, mask.mpp, min_tissue)
     return grid, mask
+
+
+def empty_grid_error(path: str | Path, grid: Grid, tissue_fraction: float, min_tissue: float) -> TissueError:
+    """Say why a slide yields no tile: too small, no tissue, or too little tissue per tile."""
+    if grid.m_width < grid.size or grid.m_height < grid.size:
+        return TissueError(
+            f"slide is {grid.m_width}x{grid.m_height} px at {grid.mpp:g} µm/px, smaller than one "
+            f"{grid.size} px tile; nothing to tile",
+            path=path,
+            hint="use a smaller --size or a finer --mpp",
+        )
+    if tissue_fraction == 0:
+        return TissueError(
+            "no tissue detected on the slide; nothing to tile",
+            path=path,
+            hint="check that the slide is not blank, or tune the tissue settings",
+        )
+    return TissueError(
+        f"no tile has at least {min_tissue:g} tissue (tissue covers {100 * tissue_fraction:.1f}% of the slide)",
+        path=path,
+        hint="lower --min-tissue",
+    )

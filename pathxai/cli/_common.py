@@ -124,6 +124,11 @@ def add_slide_mpp(
     )
 
 
+def add_image_mpp(parser: argparse.ArgumentParser) -> None:
+    """Add ``--slide-mpp`` (alias ``--native-mpp``) of the plain images of a manifest (any positive µm/px)."""
+    add_slide_mpp(parser, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
+
+
 def add_inputs(
     parser: argparse.ArgumentParser,
     manifest_help: str | None = None,

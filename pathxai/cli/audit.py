@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pathxai.cli._common import SLIDES_WITHOUT_MPP, add_inputs, add_quiet, add_slide_mpp, command
+from pathxai.cli._common import SLIDES_WITHOUT_MPP, add_inputs, add_quiet, add_slide_mpp, command, pick
 
 HELP = "audit a cohort for stain/artifact/label/sampling biases (HTML + JSON + GeoJSON report)"
 DESCRIPTION = (
@@ -51,13 +51,8 @@ def run(args: argparse.Namespace) -> int:
     with OutputLock(args.out):  # two audits writing one report directory would interleave
         report = audit(
             args.manifest,
-            data_root=args.data_root,
             model=model,
-            heatmaps=args.heatmaps,
-            out=args.out,
-            config=args.config,
-            reference=args.reference,
-            slide_mpp=args.slide_mpp,
+            **pick(args, "data_root", "heatmaps", "out", "config", "reference", "slide_mpp"),
             progress=not args.quiet,
         )
     for note in report.notes:

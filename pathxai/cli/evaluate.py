@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 
 from pathxai.cli._common import (
-    IMAGES_WITHOUT_MPP,
+    add_image_mpp,
     add_inputs,
     add_quiet,
-    add_slide_mpp,
     command,
     fraction,
     pick,
-    positive_float,
     positive_int,
 )
 
@@ -32,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="drop patches with less tissue (default: as trained)",
     )
-    add_slide_mpp(p, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
+    add_image_mpp(p)
     p.add_argument(
         "--threshold",
         type=fraction,

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the slide's description."""
     from pathxai.jsonio import dumps_json
-    from pathxai.pipeline.slides import slide_info
+    from pathxai.slide.info import slide_info
 
     info = slide_info(args.slide, slide_mpp=args.slide_mpp, tissue=not args.no_tissue)
     if args.json:

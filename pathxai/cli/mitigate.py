@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 
 from pathxai.cli._common import (
-    IMAGES_WITHOUT_MPP,
+    add_image_mpp,
     add_inputs,
     add_quiet,
-    add_slide_mpp,
     command,
     command_line,
+    pick,
     positive_float,
     positive_int,
 )
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-split", default="test")
     p.add_argument("--confirm-labels", default=None, help="confirmation CSV of relabelling candidates")
     p.add_argument("--no-reaudit", action="store_true", help="skip re-running the finding's audit checks")
-    add_slide_mpp(p, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
+    add_image_mpp(p)
     add_quiet(p)
 
 
@@ -64,29 +64,19 @@ def run(args: argparse.Namespace) -> int:
     from pathxai.pipeline.mitigate import FinetuneSettings, mitigate
 
     settings = FinetuneSettings(
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        stride=args.stride,
-        rr_lambda=args.rr_lambda,
+        **pick(args, "epochs", "lr", "batch_size", "stride", "rr_lambda", "seed", "threads"),
         freeze_below=not args.no_freeze,
-        seed=args.seed,
-        threads=args.threads,
     )
     res = mitigate(
         args.model,
         args.manifest,
         args.audit,
         args.out,
-        data_root=args.data_root,
-        finding=args.finding,
-        method=args.method,
-        layer=args.layer,
+        **pick(
+            args, "data_root", "finding", "method", "layer", "train_split", "test_split", "confirm_labels"
+        ),
         settings=settings,
-        train_split=args.train_split,
-        test_split=args.test_split,
         native_mpp=args.slide_mpp,
-        confirm_labels=args.confirm_labels,
         reaudit=not args.no_reaudit,
         command=command_line("mitigate", args),
         progress=not args.quiet,

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from pathxai.cli._common import add_quiet, command, positive_float, positive_int
+from pathxai.cli._common import add_quiet, command, pick, positive_float, positive_int
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -135,17 +135,10 @@ def run_import(args: argparse.Namespace) -> int:
     from pathxai.model.importer import IMAGENET_MEAN, IMAGENET_STD, ImportSpec, import_model
 
     spec = ImportSpec(
-        arch=args.arch,
-        weights=args.weights,
-        classes=args.classes,
-        mpp=args.mpp,
-        input_size=args.size,
-        head_weights=args.head_weights,
-        tumour_class=args.tumour_class,
+        **pick(args, "arch", "weights", "classes", "mpp", "head_weights", "tumour_class"),
+        **pick(args, "arch_kwargs", "trust_code", input_size="size"),
         mean=args.mean or IMAGENET_MEAN,
         std=args.std or IMAGENET_STD,
-        arch_kwargs=args.arch_kwargs,
-        trust_code=args.trust_code,
         command=_command(args),
     )
     model, card = import_model(spec)

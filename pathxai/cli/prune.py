@@ -16,6 +16,7 @@ from pathxai.cli._common import (
     fail,
     non_negative_float,
     non_negative_int,
+    pick,
     positive_float,
     positive_int,
 )
@@ -180,20 +181,18 @@ def _settings(args: argparse.Namespace, **extra: Any) -> PruneSettings:
     from pathxai.pipeline.prune import PruneSettings
 
     return PruneSettings(
-        reference_per_class=args.reference_per_class,
-        global_pruning=args.global_pruning,
-        iterative_steps=args.steps,
-        finetune_epochs=args.finetune_epochs,
-        finetune_steps_per_epoch=args.finetune_steps_per_epoch,
-        finetune_lr=args.finetune_lr,
-        drift_patches=args.drift_patches,
-        ig_steps=args.ig_steps,
-        bn_recalibrate=args.bn_recalibrate,
-        bn_tiles_per_image=args.bn_tiles_per_image,
+        **pick(
+            args,
+            "reference_per_class",
+            "global_pruning",
+            "drift_patches",
+            "ig_steps",
+            iterative_steps="steps",
+        ),
+        **pick(args, "finetune_epochs", "finetune_steps_per_epoch", "finetune_lr"),
+        **pick(args, "bn_recalibrate", "bn_tiles_per_image", "relevance", "lrp_gamma"),
         normalizer=None if args.normalizer == "none" else args.normalizer,
-        relevance=args.relevance,
         lrp_method="lrp" if args.lrp_rules == "epsilon_plus_flat" else f"lrp_{args.lrp_rules}",
-        lrp_gamma=args.lrp_gamma,
         **extra,
     )
 
@@ -214,12 +213,7 @@ def run_prune(args: argparse.Namespace) -> int:
     from pathxai.pipeline.prune import prune_from_manifest
 
     _threads(args)
-    settings = _settings(
-        args,
-        latency=not args.no_latency,
-        latency_threads=args.latency_threads,
-        latency_batch=args.latency_batch,
-    )
+    settings = _settings(args, latency=not args.no_latency, **pick(args, "latency_threads", "latency_batch"))
     report = prune_from_manifest(
         args.model,
         args.manifest,
@@ -273,13 +267,10 @@ def run_sweep(args: argparse.Namespace) -> int:
         _data_root(args),
         args.out,
         criteria=criteria,
-        ratios=args.ratios,
         seeds=seeds,
-        finetune_epochs=args.finetune_epochs,
-        finetune_ratios=args.finetune_ratios,
+        **pick(args, "ratios", "finetune_epochs", "finetune_ratios", "pxp"),
         settings=dataclasses.replace(settings, finetune_epochs=0.0),  # per row instead
         progress=not args.quiet,
-        pxp=args.pxp,
     )
     print(f"sweep written to {result.csv} and {result.plot}")
     if result.pxp_csv is not None:
@@ -300,9 +291,7 @@ def run_fit_patterns(args: argparse.Namespace) -> int:
         args.manifest,
         _data_root(args),
         args.out,
-        reference_per_class=args.reference_per_class,
-        tiles_per_image=args.tiles_per_image,
-        seed=args.seed,
+        **pick(args, "reference_per_class", "tiles_per_image", "seed"),
         progress=not args.quiet,
     )
     print(f"patterns written to {path}")

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tile the slide and print a summary."""
-    from pathxai.pipeline.slides import tile_to_file
+    from pathxai.heatmap.tiles import tile_to_file
     from pathxai.slide import TissueSettings
 
     thumb = args.thumbnail or args.out.with_suffix(".png")

@@ -7,10 +7,9 @@ import json
 from typing import Any
 
 from pathxai.cli._common import (
-    IMAGES_WITHOUT_MPP,
+    add_image_mpp,
     add_inputs,
     add_quiet,
-    add_slide_mpp,
     command,
     command_line,
     fail,
@@ -59,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mpp", type=positive_float, default=1.24, help="resolution the model works at (µm/px)")
     p.add_argument("--size", type=positive_int, default=112, help="patch side in pixels at --mpp")
     p.add_argument("--stride", type=positive_int, default=56, help="patch step in pixels at --mpp")
-    add_slide_mpp(p, "--native-mpp", type=positive_float, what=IMAGES_WITHOUT_MPP)
+    add_image_mpp(p)
     p.add_argument(
         "--min-tissue", type=fraction, default=0.3, help="drop patches with less tissue than this fraction"
     )

@@ -1,5 +1,5 @@
-"""The heatmap engine below the job: settings, slide jobs, worker pool, compute, canvas, exports.
+"""The heatmap engine below the job: settings, slide jobs, worker pool, compute, canvas, exports, one slide.
 
-``pathxai.pipeline.heatmap`` (the batch job) and ``pipeline.heatmap_run`` (one slide) drive these
-modules; nothing here imports the pipeline.
+``slide_run`` computes one slide (``heatmap_slide``, ``run_job``); ``pathxai.pipeline.heatmap`` (the
+batch job) drives it; nothing here imports the pipeline.
 """

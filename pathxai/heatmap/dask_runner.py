@@ -2,7 +2,7 @@
 
 Dask is optional (``pip install 'pathxai[dask]'``) and imported only here, lazily. The runner knows
 nothing of heatmaps: the caller passes the task (a picklable callable, e.g.
-:func:`pathxai.pipeline.heatmap_run.run_job` with the run's settings bound) and what a job that could
+:func:`pathxai.heatmap.slide_run.run_job` with the run's settings bound) and what a job that could
 not run yields. For heatmaps the output directory must be visible to the workers (a shared filesystem
 for a remote cluster); the calling process holds its lock.
 

@@ -23,12 +23,12 @@ is kept in :attr:`ManifestRecord.extra`. This package is layer 0.5: no torch.
 
 Modules: ``schema`` (aliases, :class:`Problem`, :class:`ManifestRecord`, :class:`Manifest`), ``read``
 (:func:`read_manifest`), ``repeats`` (:func:`drop_repeats`), ``paths`` (:func:`resolve`,
-:func:`resolve_mask`), ``checks`` (:func:`validate`, :func:`file_sha256`).
+:func:`resolve_mask`), ``checks`` (:func:`validate`, :func:`file_sha256`, :func:`labelled_records`).
 """
 
 from __future__ import annotations
 
-from pathxai.manifest.checks import file_sha256, validate
+from pathxai.manifest.checks import file_sha256, labelled_records, validate
 from pathxai.manifest.paths import resolve, resolve_mask
 from pathxai.manifest.read import read_manifest
 from pathxai.manifest.repeats import drop_repeats
@@ -43,6 +43,7 @@ __all__ = [
     "Problem",
     "drop_repeats",
     "file_sha256",
+    "labelled_records",
     "read_manifest",
     "resolve",
     "resolve_mask",

@@ -1,4 +1,4 @@
-"""``pathxai manifest validate``'s engine: schema, files on disk and their checksums."""
+"""``pathxai manifest validate``'s engine: schema, files on disk and their checksums; labelled rows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from pathxai.errors import ManifestError
 from pathxai.manifest.paths import resolve
 from pathxai.manifest.read import parse_csv, parse_records
-from pathxai.manifest.schema import Problem, header_map
+from pathxai.manifest.schema import Manifest, ManifestRecord, Problem, header_map
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -79,3 +79,16 @@ def validate(
                     )
                 )
     return sorted(problems, key=lambda p: p.line or 0)
+
+
+def labelled_records(manifest: Manifest) -> list[ManifestRecord]:
+    """Every row of ``manifest``; a row without a tumour label is a :class:`ManifestError`."""
+    recs = list(manifest.records)
+    bad = [r for r in recs if r.tumour is None]
+    if bad:
+        raise ManifestError(
+            f"{len(bad)} row(s) without a tumour label, first on line {bad[0].line}",
+            path=manifest.path,
+            hint="add a 'tumor' column (0/1) or labels such as benign/malignant",
+        )
+    return recs

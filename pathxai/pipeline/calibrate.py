@@ -15,13 +15,12 @@ from typing import Any
 
 from pathxai.atomic import write_text_atomic
 from pathxai.errors import ManifestError, ModelError
-from pathxai.manifest import ManifestRecord, read_manifest
+from pathxai.manifest import ManifestRecord, labelled_records, read_manifest
 from pathxai.model.calibration import fit_calibration, probs_at_temperature
 from pathxai.model.card import CARD_FILENAME, ModelCard
 from pathxai.model.datasets import PatchDataset, patches_from_manifest
 from pathxai.model.evaluate import predict_proba
 from pathxai.model.io import load_model_with_card
-from pathxai.pipeline.evaluate import labelled_records
 
 __all__ = ["calibrate_model"]
 

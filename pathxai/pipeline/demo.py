@@ -8,7 +8,8 @@
 - ``audit/report.json`` + ``report.html``: the bias audit (when :mod:`pathxai.pipeline.audit` exists);
 - ``models/pruned/`` (``model.safetensors``, ``model_card.json``, ``pruning.json``): the model pruned
   with LRP relevance measured on the slide's own tissue tiles (pseudo-labelled by the model), with the
-  explanation drift between both models on other tiles of the slide;
+  explanation drift between both models on other tiles of the slide
+  (:func:`pathxai.prune.slide.prune_on_slide`);
 - ``heatmaps/ebhi_colon_mosaic.*`` + ``colon/region_auc.json``: the heatmap of the colon demo slide shipped
   with pathxai (:func:`pathxai.data.colon.colon_demo`, EBHI-Seg images of held-out cases with a known
   tumour/normal truth) and its region AUC (:mod:`pathxai.heatmap.regions`); ``--no-colon`` skips it;
@@ -33,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from pathxai import __version__
@@ -43,21 +42,11 @@ from pathxai.data import DEMO_DATASET, fetch
 from pathxai.data.colon import colon_demo
 from pathxai.errors import PathXAIError
 from pathxai.heatmap.regions import describe, store_region_auc
+from pathxai.heatmap.tiles import tile_to_file
 from pathxai.jsonio import dumps_json, write_json
-from pathxai.model import load_model_with_card, preprocess
+from pathxai.model import load_model_with_card
 from pathxai.pipeline.heatmap import HeatmapSettings, heatmap_slide
-from pathxai.pipeline.slides import tile_to_file
-from pathxai.prune import (
-    PruneReport,
-    PruningPlan,
-    SlideStudy,
-    explanation_drift,
-    pruned_card,
-    save_pruned_model,
-)
-from pathxai.prune.heldout import lrp_heatmaps
-from pathxai.prune.report import summary
-from pathxai.slide import open_slide
+from pathxai.prune.slide import prune_on_slide
 from pathxai.store import HeatmapStore
 
 Log = Callable[[str], None]
@@ -180,76 +169,6 @@ def _heatmaps(slide: Path, out: Path, sid: str, s: DemoSettings, slide_mpp: floa
     return result.outputs
 
 
-def _tile_batch(
-    slide: Path, store: HeatmapStore, idx: np.ndarray, card: Any, s: DemoSettings
-) -> torch.Tensor:
-    a = store.attrs
-    mpp, size = float(a["mpp"]), int(a["size"])
-    coords = store.coords
-    with open_slide(slide, mpp=float(a["slide_mpp"])) as sl:
-        pixels = np.stack(
-            [sl.read_region((int(coords[i][0]), int(coords[i][1])), (size, size), mpp) for i in idx]
-        )
-    return preprocess(pixels, card)
-
-
-def _split_tiles(probs: np.ndarray, store_path: Path, s: DemoSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, disjoint reference and drift tile indices among the tiles with probabilities."""
-    ok = np.flatnonzero(np.isfinite(probs).all(axis=1))
-    need = s.reference_tiles + s.drift_tiles
-    if ok.size < 4:
-        raise PathXAIError("too few analysed tiles to prune on", path=store_path, hint="use a larger slide")
-    rng = np.random.default_rng(s.seed)
-    pick = rng.permutation(ok)[: min(need, ok.size)]
-    n_ref = max(2, round(pick.size * s.reference_tiles / need))
-    return np.sort(pick[:n_ref]), np.sort(pick[n_ref:])
-
-
-def prune_on_slide(
-    slide: Path, store_path: Path, out_dir: Path, s: DemoSettings, log: Log = _stderr
-) -> PruneReport:
-    """Prune ``s.model`` with ``s.prune_criterion`` scored on the slide's tiles; save model + ``pruning.json``.
-
-    Tiles are split (seeded) into a reference set (channel scores; the model's own predictions as
-    targets) and a disjoint drift set (LRP heatmaps of the tumour class from both models compared).
-    This is a demonstration on unlabelled tiles; the labelled study is ``pathxai prune --manifest``.
-
-    Returns
-    -------
-    PruneReport
-        The content of ``pruning.json``.
-    """
-    model, card = load_model_with_card(s.model)
-    with HeatmapStore.open(store_path) as store:
-        probs = store.probabilities
-        ref_idx, drift_idx = _split_tiles(probs, store_path, s)
-        log(f"pruning: {ref_idx.size} reference tiles, {drift_idx.size} drift tiles from {store_path.name}")
-        x_ref = _tile_batch(slide, store, ref_idx, card, s)
-        x_drift = _tile_batch(slide, store, drift_idx, card, s) if drift_idx.size else x_ref[:0]
-        y_ref = torch.from_numpy(np.argmax(probs[ref_idx], axis=1).astype(np.int64))
-    t0 = time.perf_counter()
-    plan, pruned = PruningPlan.compute_and_prune(
-        model, s.prune_criterion, s.prune_ratio, [(x_ref, y_ref)], input_size=card.input_size, seed=s.seed
-    )
-    prune_s = time.perf_counter() - t0
-    drift = None
-    if x_drift.shape[0]:
-        target = torch.full((x_drift.shape[0],), card.tumour_index, dtype=torch.long)
-        drift = explanation_drift(model, pruned, x_drift, target, lrp_heatmaps(card.tumour_index))
-    report = PruneReport(
-        plan=plan,
-        drift=drift,
-        summary=summary(plan.metrics_before, plan.metrics_after),
-        source_model=s.model,
-        source_weights_sha256=card.weights_sha256,
-        prune_seconds=prune_s,
-        study=SlideStudy(str(slide), [int(i) for i in ref_idx], [int(i) for i in drift_idx]),
-        command="pathxai demo",
-    )
-    save_pruned_model(pruned, pruned_card(card, plan), report, out_dir)
-    return report
-
-
 def _audit(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> tuple[dict[str, str], str | None]:
     """Audit the one-slide cohort (model-free and relevance-based checks on the slide's heatmap store)."""
     try:
@@ -296,7 +215,11 @@ def _copy_original(out: Path, s: DemoSettings) -> dict[str, str]:
 def _pruning(slide: Path, out: Path, sid: str, s: DemoSettings, log: Log) -> dict[str, str]:
     pruned_dir = out / "models" / "pruned"
     if not (pruned_dir / "pruning.json").is_file():
-        prune_on_slide(slide, out / "heatmaps" / f"{sid}.h5", pruned_dir, s, log)
+        store = out / "heatmaps" / f"{sid}.h5"
+        tiles = (s.reference_tiles, s.drift_tiles)
+        prune_on_slide(
+            slide, store, pruned_dir, s.model, s.prune_criterion, s.prune_ratio, tiles, s.seed, log
+        )
     outputs = {"pruned_model": str(pruned_dir), "pruning_report": str(pruned_dir / "pruning.json")}
     return {**outputs, **_copy_original(out, s)}
 

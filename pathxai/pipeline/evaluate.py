@@ -14,25 +14,12 @@ from typing import Any
 
 from pathxai.errors import ManifestError, ModelError
 from pathxai.jsonio import write_json
-from pathxai.manifest import Manifest, ManifestRecord, read_manifest
+from pathxai.manifest import labelled_records, read_manifest
 from pathxai.model.datasets import patches_from_manifest
 from pathxai.model.evaluate import evaluate_dataset
 from pathxai.model.io import load_model_with_card
 
 __all__ = ["EvaluationResult", "evaluate_from_manifest", "labelled_records"]
-
-
-def labelled_records(manifest: Manifest) -> list[ManifestRecord]:
-    """Every row of ``manifest``; a row without a tumour label is a :class:`ManifestError`."""
-    recs = list(manifest.records)
-    bad = [r for r in recs if r.tumour is None]
-    if bad:
-        raise ManifestError(
-            f"{len(bad)} row(s) without a tumour label, first on line {bad[0].line}",
-            path=manifest.path,
-            hint="add a 'tumor' column (0/1) or labels such as benign/malignant",
-        )
-    return recs
 
 
 @dataclass(frozen=True)

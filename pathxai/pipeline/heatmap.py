@@ -1,6 +1,6 @@
 """Slide heatmaps: settings in, a typed result out, for one slide or a batch of slides.
 
-:func:`heatmap_slide` (:mod:`~pathxai.pipeline.heatmap_run`) processes one slide; :func:`heatmap_batch`
+:func:`heatmap_slide` (:mod:`~pathxai.heatmap.slide_run`) processes one slide; :func:`heatmap_batch`
 many (locally or one Dask task per slide, see :mod:`pathxai.heatmap.dask_runner`), with resume,
 per-slide summaries and a failure report.
 
@@ -9,7 +9,7 @@ Per slide, under ``OUT``: ``<id>.h5`` (:class:`~pathxai.store.heatmap.HeatmapSto
 bars), ``<id>.geojson`` (QuPath annotations of high-probability and high-relevance regions, level-0
 coordinates) and ``<id>.json`` (summary). The rooms: settings and store attributes in
 :mod:`~pathxai.heatmap.settings`, jobs in :mod:`~pathxai.heatmap.jobs`, one slide in
-:mod:`~pathxai.pipeline.heatmap_run`, reusing or resuming a store in :mod:`pathxai.store.resume`, the
+:mod:`~pathxai.heatmap.slide_run`, reusing or resuming a store in :mod:`pathxai.store.resume`, the
 tiles explained by worker processes (:mod:`~pathxai.heatmap.pool`) in
 :mod:`~pathxai.heatmap.compute`, the canvas in :mod:`~pathxai.heatmap.canvas`, the
 exports in :mod:`~pathxai.heatmap.exports`, the summary in
@@ -32,9 +32,9 @@ from pathxai.heatmap.compute import TileProgress
 from pathxai.heatmap.jobs import SlideJob, resolve_jobs
 from pathxai.heatmap.pool import ExplainPool
 from pathxai.heatmap.settings import EXPORTS, HeatmapSettings, TileGeometry, default_workers, explain_spec
+from pathxai.heatmap.slide_run import SlideResult, heatmap_slide, run_job
 from pathxai.heatmap.summary import dumps
 from pathxai.outputs import output_dir
-from pathxai.pipeline.heatmap_run import SlideResult, heatmap_slide, run_job
 from pathxai.store.lock import OutputLock
 
 __all__ = [

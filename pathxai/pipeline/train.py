@@ -8,31 +8,23 @@ Three ways to choose the training data, all grouped by patient:
 * ``folds=K, fold=k``: patient-grouped, label-stratified K folds over all rows; train on the
   others, test on fold ``k``;
 * ``cv=K``: all K folds in turn, written to ``out/fold_<k>/``, with mean ± sd in ``out/cv.json``.
+
+The rows become models in :mod:`pathxai.model.crossval` (which split, fold or folds) and
+:mod:`pathxai.model.recipe` (one model: patches, training, card, evaluation).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tqdm.auto import tqdm
-
-from pathxai import __version__
 from pathxai.errors import ManifestError
-from pathxai.jsonio import write_json
-from pathxai.manifest import Manifest, ManifestRecord, read_manifest
+from pathxai.manifest import labelled_records, read_manifest
 from pathxai.model.augment import Augmenter
-from pathxai.model.card import ModelCard
-from pathxai.model.datasets import PatchDataset, channel_stats, load_images, patches_from_manifest
-from pathxai.model.evaluate import card_metrics, evaluate_dataset, summarize_folds
-from pathxai.model.io import load_model_with_card, save_model
-from pathxai.model.splits import assert_disjoint, grouped_folds
-from pathxai.model.train import TrainConfig, TrainResult, train_model
-from pathxai.pipeline.evaluate import labelled_records
+from pathxai.model.crossval import by_split, cross_validate, one_fold
+from pathxai.model.recipe import PatchSettings, TrainRun
+from pathxai.model.train import TrainConfig
 
 __all__ = [
     "DEFAULT_LICENCE",
@@ -42,193 +34,6 @@ __all__ = [
 ]
 
 DEFAULT_LICENCE = "GlaS-derived weights: research use only, non-commercial"
-CLASSES = ("non-tumour", "tumour")
-
-
-@dataclass(frozen=True)
-class PatchSettings:
-    """How images become patches.
-
-    Attributes
-    ----------
-    mpp
-        Resolution the model works at (µm/px).
-    size, stride
-        Patch side and step in pixels at ``mpp``.
-    native_mpp
-        Resolution of images whose manifest row has no ``mpp``.
-    min_tissue
-        Drop patches with less tissue than this fraction.
-    scale_jitter
-        Relative scale jitter of training patches (``PatchDataset.scale_jitter``; 0: none).
-    """
-
-    mpp: float = 1.24
-    size: int = 112
-    stride: int = 56
-    native_mpp: float | None = None
-    min_tissue: float = 0.3
-    scale_jitter: float = 0.0
-
-
-@dataclass
-class _Run:
-    manifest: Manifest
-    data_root: Path
-    patches: PatchSettings
-    config: TrainConfig
-    augment: Augmenter
-    licence: str
-    command: str
-    pretrained: str | None
-    resume: bool
-    progress: bool
-    images: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def images_for(self, records: Sequence[ManifestRecord]) -> list[np.ndarray]:
-        todo = [r for r in records if r.id not in self.images]
-        if todo:
-            loaded = load_images(
-                todo, self.data_root, self.patches.mpp, self.patches.native_mpp, self.progress
-            )
-            self.images.update({r.id: im for r, im in zip(todo, loaded, strict=True)})
-        return [self.images[r.id] for r in records]
-
-
-def _dataset(
-    run: _Run, records: list[ManifestRecord], mean: Sequence[float], std: Sequence[float], training: bool
-) -> PatchDataset:
-    """Patches of ``records`` (training ones augmented and seeded) normalised with ``mean``/``std``."""
-    ps = run.patches
-    extra: dict[str, Any] = (
-        {"augment": run.augment, "seed": run.config.seed, "scale_jitter": ps.scale_jitter} if training else {}
-    )
-    return patches_from_manifest(
-        records,
-        run.data_root,
-        ps.mpp,
-        ps.size,
-        ps.stride,
-        min_tissue=ps.min_tissue,
-        mean=mean,
-        std=std,
-        images=run.images_for(records),
-        **extra,
-    )
-
-
-def _patch_settings(ps: PatchSettings) -> dict[str, Any]:
-    """The card's record of how patches were cut (``scale_jitter`` only when it was used)."""
-    out: dict[str, Any] = {"size": ps.size, "stride": ps.stride, "mpp": ps.mpp, "min_tissue": ps.min_tissue}
-    if ps.scale_jitter > 0:
-        out["scale_jitter"] = ps.scale_jitter
-    return out
-
-
-def _card(
-    run: _Run,
-    result: TrainResult,
-    data: tuple[list[ManifestRecord], list[ManifestRecord], PatchDataset],
-    stats: tuple[tuple[float, float, float], tuple[float, float, float]],
-    split_info: dict[str, Any],
-    metrics: dict[str, Any],
-) -> ModelCard:
-    """The trained model's card: preprocessing, patients, patches, settings, history and metrics."""
-    (train, test, train_ds), (mean, std), ps = data, stats, run.patches
-    return ModelCard(
-        arch=run.config.arch,
-        classes=CLASSES,
-        tumour_index=1,
-        input_size=ps.size,
-        mpp=ps.mpp,
-        mean=mean,
-        std=std,
-        arch_kwargs={**getattr(result.model, "config", {}), **run.config.arch_kwargs},
-        training={
-            "manifest": str(run.manifest.path),
-            "manifest_sha256": run.manifest.sha256,
-            "split": split_info,
-            "train_patients": sorted({r.group for r in train}),
-            "test_patients": sorted({r.group for r in test}),
-            "n_train_images": len(train),
-            "n_train_patches": len(train_ds),
-            "n_test_images": len(test),
-            "patches": _patch_settings(ps),
-            "config": run.config.to_dict(),
-            "augment": run.augment.to_dict(),
-            "history": result.history,
-            "seconds": round(result.seconds, 1),
-            "pretrained": run.pretrained,
-        },
-        metrics=metrics,
-        licence=run.licence,
-        command=run.command,
-        pathxai_version=__version__,
-    )
-
-
-def _finished(run: _Run, test: list[ManifestRecord], out: Path) -> dict[str, Any] | None:
-    """With ``resume``, the evaluation of a model already trained in ``out`` on this manifest, else ``None``."""
-    eval_path = out / "eval.json"
-    if run.resume and (out / "model_card.json").is_file() and (test == [] or eval_path.is_file()):
-        _, card = load_model_with_card(out)
-        if card.training.get("manifest_sha256") == run.manifest.sha256:
-            return json.loads(eval_path.read_text()) if test else {}
-    return None
-
-
-def _train_one(
-    run: _Run, train: list[ManifestRecord], test: list[ManifestRecord], out: Path, split_info: dict[str, Any]
-) -> dict[str, Any]:
-    assert_disjoint(sorted({r.group for r in train}), sorted({r.group for r in test}))
-    if len({r.tumour for r in train}) < 2:
-        raise ManifestError(
-            "the training rows hold only one class; cannot train a classifier", path=run.manifest.path
-        )
-    done = _finished(run, test, out)
-    if done is not None:
-        return done
-    mean, std = channel_stats(run.images_for(train))
-    train_ds = _dataset(run, train, mean, std, training=True)
-    result = train_model(
-        train_ds,
-        run.config,
-        checkpoint_dir=out / "checkpoint",
-        resume=run.resume,
-        pretrained=run.pretrained,
-        progress=run.progress,
-    )
-    evaluation: dict[str, Any] = {}
-    if test:
-        test_ds = _dataset(run, test, mean, std, training=False)
-        evaluation = evaluate_dataset(result.model, test_ds, tumour_index=1, progress=run.progress)
-    metrics = card_metrics(evaluation) if test else {}
-    card = _card(run, result, (train, test, train_ds), (mean, std), split_info, metrics)
-    save_model(result.model, card, out)
-    if test:
-        evaluation = {
-            "model": str(out),
-            "manifest": str(run.manifest.path),
-            "manifest_sha256": run.manifest.sha256,
-            "split": split_info,
-            **evaluation,
-        }
-        write_json(out / "eval.json", evaluation)
-    return evaluation
-
-
-def _grouped_folds(
-    m: Manifest, labels: list[int], groups: list[str], k: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`grouped_folds`, with a cohort too small for ``k`` folds reported as a manifest problem."""
-    try:
-        return grouped_folds(labels, groups, k, seed)
-    except ValueError as exc:
-        raise ManifestError(
-            f"cannot make {k} patient-grouped folds: {exc}",
-            path=m.path,
-            hint="use fewer folds, or a manifest with more patients and images of each class",
-        ) from exc
 
 
 @dataclass(frozen=True)
@@ -251,65 +56,6 @@ class TrainJobResult:
     out: Path
     evaluation: dict[str, Any] = field(default_factory=dict)
     cv: dict[str, Any] | None = None
-
-
-def _cross_validate(run: _Run, recs: list[ManifestRecord], out: Path, k: int) -> TrainJobResult:
-    m, seed = run.manifest, run.config.seed
-    splits = _grouped_folds(m, [int(r.tumour or 0) for r in recs], [r.group for r in recs], k, seed)
-    evals = []
-    for i, (tr, te) in enumerate(
-        tqdm(splits, desc="cross-validation", unit="fold", disable=not run.progress)
-    ):
-        info = {"mode": "cv", "folds": k, "fold": i, "seed": seed}
-        evals.append(_train_one(run, [recs[j] for j in tr], [recs[j] for j in te], out / f"fold_{i}", info))
-    per_fold = [
-        {
-            "fold": i,
-            "test_patients": sorted({recs[j].group for j in te}),
-            "patch": {key: e[key] for key in ("n", "auc", "accuracy", "balanced_accuracy")},
-            "image": {key: e["image_level"][key] for key in ("n", "auc", "accuracy", "balanced_accuracy")},
-        }
-        for i, ((_, te), e) in enumerate(zip(splits, evals, strict=True))
-    ]
-    summary = {
-        "mode": "cv",
-        "folds": k,
-        "manifest": str(m.path),
-        "manifest_sha256": m.sha256,
-        "command": run.command,
-        "summary": summarize_folds(evals),
-        "per_fold": per_fold,
-    }
-    write_json(out / "cv.json", summary)
-    return TrainJobResult(mode="cv", out=out, cv=summary)
-
-
-def _one_fold(run: _Run, recs: list[ManifestRecord], out: Path, folds: int, fold: int) -> TrainJobResult:
-    if not 0 <= fold < folds:
-        raise ValueError(f"--fold must be in 0..{folds - 1}, got {fold}")
-    seed = run.config.seed
-    labels, groups = [int(r.tumour or 0) for r in recs], [r.group for r in recs]
-    tr, te = _grouped_folds(run.manifest, labels, groups, folds, seed)[fold]
-    info = {"mode": "fold", "folds": folds, "fold": fold, "seed": seed}
-    ev = _train_one(run, [recs[i] for i in tr], [recs[i] for i in te], out, info)
-    return TrainJobResult(mode="fold", out=out, evaluation=ev)
-
-
-def _by_split(
-    run: _Run, recs: list[ManifestRecord], out: Path, train_split: str, test_split: str
-) -> TrainJobResult:
-    m = run.manifest
-    has_split = any(r.split for r in recs)
-    train = [r for r in recs if r.split == train_split] if has_split else recs
-    test = [r for r in recs if r.split == test_split] if has_split else []
-    if not train:
-        raise ManifestError(f"no rows with split {train_split!r}", path=m.path, hint="check --train-split")
-    try:
-        assert_disjoint([r.group for r in train], [r.group for r in test])
-    except AssertionError as exc:
-        raise ManifestError(f"the manifest's split is not patient-disjoint: {exc}", path=m.path) from exc
-    info = {"mode": "split", "train_split": train_split, "test_split": test_split if test else None}
-    return TrainJobResult(mode="split", out=out, evaluation=_train_one(run, train, test, out, info))
 
 
 def train_from_manifest(
@@ -371,7 +117,7 @@ def train_from_manifest(
         max_steps_per_epoch=max_steps_per_epoch,
         balance_sites=balance_sites,
     )
-    run = _Run(
+    run = TrainRun(
         manifest=m,
         data_root=root,
         patches=patches or PatchSettings(),
@@ -385,9 +131,9 @@ def train_from_manifest(
     )
     out = Path(out)
     if cv is not None:
-        return _cross_validate(run, recs, out, cv)
+        return TrainJobResult(mode="cv", out=out, cv=cross_validate(run, recs, out, cv))
     if folds is not None or fold is not None:
         if folds is None or fold is None:
             raise ValueError("--folds and --fold go together")
-        return _one_fold(run, recs, out, folds, fold)
-    return _by_split(run, recs, out, train_split, test_split)
+        return TrainJobResult(mode="fold", out=out, evaluation=one_fold(run, recs, out, folds, fold))
+    return TrainJobResult(mode="split", out=out, evaluation=by_split(run, recs, out, train_split, test_split))

@@ -6,7 +6,8 @@ with Torch-Pruning's dependency graph; :class:`PruningPlan` records, serialises 
 compares heatmaps of the original and the pruned model. A study against a labelled manifest:
 :mod:`~pathxai.prune.data` (patches), :mod:`~pathxai.prune.runner` (one run with
 :class:`PruneSettings`), :mod:`~pathxai.prune.sweep` (the sweep table); :func:`save_pruned_model`
-writes a pruned model with its card and :class:`PruneReport` (``pruning.json``). After each step the
+writes a pruned model with its card and :class:`PruneReport` (``pruning.json``); :mod:`~pathxai.prune.slide`
+prunes on the tiles of one unlabelled slide (the demo). After each step the
 BatchNorm statistics are corrected on unlabelled reference tiles (:mod:`~pathxai.prune.batchnorm`);
 :mod:`~pathxai.prune.pxp` scores a criterion by the PxP protocol's area under AUC versus pruning rate.
 """

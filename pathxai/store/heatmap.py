@@ -111,16 +111,8 @@ class HeatmapStore:
             Writable; call :meth:`write_batch` then :meth:`finalize`.
         """
         path = Path(path)
-        h5, guard = create_partial(
-            path,
-            coords=coords,
-            m_coords=m_coords,
-            t_index=t_index,
-            tissue=tissue,
-            n_classes=n_classes,
-            tile_px=tile_px,
-            attrs=attrs,
-        )
+        geometry = {"coords": coords, "m_coords": m_coords, "t_index": t_index, "tissue": tissue}
+        h5, guard = create_partial(path, geometry, n_classes, tile_px, attrs)
         return cls(h5, path, writable=True, guard=guard)
 
     @classmethod

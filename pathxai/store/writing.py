@@ -61,23 +61,29 @@ def attrs_digest(attrs: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: The per-tile geometry datasets of a store, in the order written: dtype and columns (0: a vector).
+GEOMETRY_DATASETS: dict[str, tuple[type, int]] = {
+    "coords": (np.int64, 2),
+    "m_coords": (np.int64, 2),
+    "t_index": (np.int32, 2),
+    "tissue": (np.float32, 0),
+}
+
+
 def create_partial(
     path: Path,
-    *,
-    coords: np.ndarray,
-    m_coords: np.ndarray,
-    t_index: np.ndarray,
-    tissue: np.ndarray,
+    geometry: Mapping[str, np.ndarray],
     n_classes: int,
     tile_px: int | None,
     attrs: Mapping[str, Any],
 ) -> tuple[h5py.File, GuardedFile]:
     """Create the partial store ``path`` with every dataset allocated; return it open for writing.
 
-    The arguments are those of :meth:`pathxai.store.heatmap.HeatmapStore.create`.
+    ``geometry`` maps each name of :data:`GEOMETRY_DATASETS` to its ``N`` rows; the other arguments
+    are those of :meth:`pathxai.store.heatmap.HeatmapStore.create`.
     """
-    n = len(coords)
-    if not (len(m_coords) == len(t_index) == len(tissue) == n):
+    n = len(geometry["coords"])
+    if any(len(geometry[name]) != n for name in GEOMETRY_DATASETS):
         raise ValueError("coords, m_coords, t_index and tissue must have the same length")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
@@ -95,10 +101,9 @@ def create_partial(
         h5.attrs["status"] = "partial"
         h5.attrs["n_tiles"] = n
         h5.attrs.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        h5.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(n, 2))
-        h5.create_dataset("m_coords", data=np.asarray(m_coords, np.int64).reshape(n, 2))
-        h5.create_dataset("t_index", data=np.asarray(t_index, np.int32).reshape(n, 2))
-        h5.create_dataset("tissue", data=np.asarray(tissue, np.float32).reshape(n))
+        for name, (dtype, columns) in GEOMETRY_DATASETS.items():
+            rows = (n, columns) if columns else (n,)
+            h5.create_dataset(name, data=np.asarray(geometry[name], dtype).reshape(rows))
         h5.create_dataset("probabilities", shape=(n, n_classes), dtype="f4", dcpl=early_dcpl())
         if tile_px is not None:
             shape = (n, tile_px, tile_px)

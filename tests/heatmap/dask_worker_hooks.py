@@ -1,7 +1,7 @@
 """A Dask worker preload for the lost-worker tests: logs every slide a worker starts, kills "poison" ones.
 
 Loaded only by those tests (``distributed.worker.preload``). It wraps
-:func:`pathxai.pipeline.heatmap_run.run_job` in the worker process (the task refers to it by name):
+:func:`pathxai.heatmap.slide_run.run_job` in the worker process (the task refers to it by name):
 
 - ``$PATHXAI_TEST_DASK_LOG``: a file to which ``<slide_id> <worker pid>`` is appended as a slide starts;
 - ``$PATHXAI_TEST_DASK_POISON``: comma-separated slide ids whose worker SIGKILLs itself on starting them
@@ -16,7 +16,7 @@ import os
 import signal
 from typing import Any
 
-import pathxai.pipeline.heatmap_run as heatmap_run
+import pathxai.heatmap.slide_run as heatmap_run
 
 # the worker may import this file more than once: wrap the original only
 _run_job = getattr(heatmap_run, "_unwrapped_run_job", heatmap_run.run_job)

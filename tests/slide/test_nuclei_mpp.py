@@ -11,8 +11,8 @@ import pytest
 
 from pathxai.errors import ResolutionError
 from pathxai.model.datasets import read_rgb
-from pathxai.pipeline.slides import slide_info
 from pathxai.slide import ArraySlide, open_slide
+from pathxai.slide.info import slide_info
 from pathxai.slide.nuclei_mpp import REF_DIAMETER_PX, REF_MPP, estimate_image_mpp, estimate_slide_mpp
 
 REPO = Path(__file__).resolve().parents[2]
