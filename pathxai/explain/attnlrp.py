@@ -117,8 +117,10 @@ class _EpsilonGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (output,) = ctx.saved_tensors
-        eps = ctx.epsilon
-        return grad * output / torch.where(output >= 0, output + eps, output - eps), None
+        # y / (y + eps sign(y)) in three passes without temporaries beyond one (a where() costs 3x more)
+        ratio = output.abs().add_(ctx.epsilon).copysign_(output)
+        torch.div(output, ratio, out=ratio)
+        return ratio.mul_(grad), None
 
 
 def epsilon_gradient(output: Tensor, epsilon: float) -> Tensor:
