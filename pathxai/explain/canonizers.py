@@ -19,8 +19,9 @@ would return garbage without any warning.
   convolution alone is fused into it. A batch norm that cannot be fused (DenseNet's BN-ReLU-conv order,
   after a concatenation) stays and gets the epsilon rule of an affine layer (:data:`GRAPH_LAYER_MAP`);
 * **stops** with :class:`~pathxai.errors.ExplainError` naming the operation or layer when anything has no
-  rule: attention, layer norm, an elementwise product of two feature maps, an unknown function. Transformers
-  (ViT) are refused with "not supported yet" (AttnLRP is planned).
+  rule: attention, layer norm, an elementwise product of two feature maps, an unknown function. timm ViTs
+  never get here (:mod:`pathxai.explain.attnlrp` explains them); other models with attention or layer norm
+  (torchvision's ViT, ConvNeXt) are refused with "not supported yet".
 
 The same canonized graph is used by the fast rules and by zennit's stock rules (``lrp_zennit``), so the two
 agree to float rounding, and the graph canonizer is checked against zennit's ResNetCanonizer in the tests.
@@ -426,16 +427,17 @@ def plan_lrp(model: nn.Module) -> LRPPlan:
     Raises
     ------
     ExplainError
-        For transformers (AttnLRP is not supported yet) and for models with operations or layers that
-        have no LRP rule.
+        For transformers other than timm ViTs (those take :mod:`pathxai.explain.attnlrp` before this) and for
+        models with operations or layers that have no LRP rule.
     """
     layers = _transformer_layers(model)
     if layers:
         listed = ", ".join(layers[:4]) + (" ..." if len(layers) > 4 else "")
         raise ExplainError(
-            f"LRP for attention and layer norm (ViT, ConvNeXt) is not supported yet; "
-            f"{type(model).__name__} has {listed}",
-            hint="AttnLRP is planned; use method='gradient', 'smoothgrad' or 'integrated_gradients' for now",
+            f"LRP for attention and layer norm outside timm's VisionTransformer (torchvision ViT, ConvNeXt) "
+            f"is not supported yet; {type(model).__name__} has {listed}",
+            hint="AttnLRP covers timm ViTs (timm:vit_*); use method='gradient', 'smoothgrad' or "
+            "'integrated_gradients' for this model",
         )
     if is_resnet(model):
         return LRPPlan("zennit-resnet")

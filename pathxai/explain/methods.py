@@ -20,8 +20,10 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 from zennit.attribution import Gradient, IntegratedGradients, SmoothGrad
+from zennit.core import Composite
 
 from pathxai.errors import ExplainError
+from pathxai.explain.attnlrp import attnlrp_copy, is_timm_transformer
 from pathxai.explain.canonize import canonizers_for, check_supported, prepare_model
 from pathxai.explain.canonizers import graph_layer_map, plan_lrp
 from pathxai.explain.composites import IMAGENET_MEAN, IMAGENET_STD, make_composite
@@ -111,10 +113,21 @@ class LRP(Method):
     mean, std : sequence of float, optional
         Input normalisation, from which the z-box bounds of ``epsilon_gamma_box`` are derived. Default: the
         model card's (``model.pathxai_card``, set by :func:`pathxai.model.load_model`), else ImageNet's.
+    attention : str
+        Transformers only: the rule of the attention softmax, ``"attnlrp"`` (AttnLRP's, the default) or
+        ``"cp"`` (CP-LRP, attention weights constant); see :mod:`pathxai.explain.attnlrp`.
+
+    Notes
+    -----
+    A timm ViT is explained with the AttnLRP rules (:mod:`pathxai.explain.attnlrp`) by ``"lrp"`` and its
+    alias ``"lrp_epsilon_plus_flat"``; the other composites and zennit's stock rules (``"lrp_zennit"``) have
+    no rules for attention and refuse it.
     """
 
     composite_name: ClassVar[str] = "epsilon_plus_flat"
     default_fast: ClassVar[bool] = True
+    #: The zennit composite registered on the copy (``None`` on the AttnLRP path, which needs none).
+    composite: Composite | None
 
     def __init__(
         self,
@@ -126,7 +139,14 @@ class LRP(Method):
         gamma: float = 0.25,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        attention: str = "attnlrp",
     ) -> None:
+        self.fast = self.default_fast if fast is None else bool(fast)
+        #: Relevance is input x (modified) gradient of the model copy (the AttnLRP path), no composite.
+        self.gradient_x_input = is_timm_transformer(model)
+        if self.gradient_x_input:
+            self._init_transformer(model, epsilon, attention)
+            return
         plan = plan_lrp(model)
         if plan.model is None:
             check_supported(model)
@@ -135,8 +155,8 @@ class LRP(Method):
             mean = tuple(getattr(card, "mean", IMAGENET_MEAN))
         if std is None:
             std = tuple(getattr(card, "std", IMAGENET_STD))
-        self.fast = self.default_fast if fast is None else bool(fast)
-        #: How the model was canonized: "zennit-resnet", "sequential" or "graph" (see explain.canonizers).
+        #: How the model was canonized: "zennit-resnet", "sequential", "graph" (see explain.canonizers) or
+        #: "attnlrp" (see explain.attnlrp).
         self.canonizer = plan.canonizer
         by_graph = plan.model is not None
         self.model = plan.model if plan.model is not None else prepare_model(model, canonize=self.fast)
@@ -161,18 +181,33 @@ class LRP(Method):
                 hint="check that the model is built from standard torch layers",
             ) from exc
 
+    def _init_transformer(self, model: nn.Module, epsilon: float, attention: str) -> None:
+        if self.composite_name != "epsilon_plus_flat" or not self.fast:
+            raise ExplainError(
+                f"method {self.name!r} has no rules for attention ({type(model).__name__} is a transformer)",
+                hint="use method='lrp' (AttnLRP) for transformers",
+            )
+        self.canonizer = "attnlrp"
+        self.model = attnlrp_copy(model, epsilon=epsilon, attention=attention)
+        self.composite = None
+
     def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(logits, relevance)``; relevance has the shape of ``x`` and sums to the target logit."""
         x = x.detach().requires_grad_(True)  # a new tensor object: the caller's x is not marked
         with torch.enable_grad():
             logits = self.model(x)
-            seed = _one_hot(target, logits) * logits.detach()
+            seed = _one_hot(target, logits)
+            if not self.gradient_x_input:
+                seed = seed * logits.detach()
             (relevance,) = torch.autograd.grad(logits, x, seed)
+        if self.gradient_x_input:  # R(logit) = logit: the gradient seed is one (see explain.attnlrp)
+            relevance = relevance * x.detach()
         return logits.detach(), relevance
 
     def close(self) -> None:
         """Remove the composite's hooks (and canonizers, for the stock path)."""
-        self.composite.remove()
+        if self.composite is not None:
+            self.composite.remove()
 
 
 @register_method("lrp")

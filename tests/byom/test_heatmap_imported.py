@@ -1,4 +1,4 @@
-"""``pathxai heatmap SLIDE --model DIR`` with imported models (torchvision ResNet, a DenseNet)."""
+"""``pathxai heatmap SLIDE --model DIR`` with imported models (torchvision ResNet, a DenseNet, a timm ViT)."""
 
 from __future__ import annotations
 
@@ -75,26 +75,16 @@ def test_heatmap_on_imported_model(name: str, workers: str, slide: Path, tmp_pat
         assert np.isfinite(relevance).all() and np.abs(relevance).max() > 0
 
 
-def test_heatmap_refuses_a_model_lrp_cannot_explain(slide: Path, tmp_path: Path, capsys) -> None:
-    """A model with a layer LRP has no rule for stops with its name, not with a silent wrong heatmap."""
-    import timm
-
-    torch.manual_seed(0)
-    backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=64)
-    torch.save(backbone.state_dict(), tmp_path / "vit.pt")
-    torch.save(nn.Linear(192, 2).state_dict(), tmp_path / "head.pt")
+def _import_timm(folder: Path, name: str, *extra: str) -> Path:
     code = main(
         [
             "model",
             "import",
             "--arch",
-            "timm:vit_tiny_patch16_224",
+            f"timm:{name}",
             "--weights",
-            str(tmp_path / "vit.pt"),
-            "--head-weights",
-            str(tmp_path / "head.pt"),
-            "--arch-kwargs",
-            '{"img_size": 64}',
+            str(folder / f"{name}.pt"),
+            *extra,
             "--classes",
             "normal,tumour",
             "--mpp",
@@ -102,12 +92,65 @@ def test_heatmap_refuses_a_model_lrp_cannot_explain(slide: Path, tmp_path: Path,
             "--size",
             "64",
             "--out",
-            str(tmp_path / "vit"),
+            str(folder / name),
         ]
     )
     assert code == 0
+    return folder / name
+
+
+@pytest.mark.parametrize("with_head", [False, True])
+def test_heatmap_on_an_imported_vit(with_head: bool, slide: Path, tmp_path: Path) -> None:
+    """A timm ViT-Tiny saved with torch.save(state_dict): one import command, then the default heatmap (AttnLRP).
+
+    ``with_head``: the foundation-model way, a backbone without classifier plus a separately trained head.
+    """
+    import timm
+
+    torch.manual_seed(0)
+    extra = ["--arch-kwargs", '{"img_size": 64}']
+    if with_head:
+        model = timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=64)
+        torch.save(nn.Linear(192, 2).state_dict(), tmp_path / "head.pt")
+        extra += ["--head-weights", str(tmp_path / "head.pt")]
+    else:
+        model = timm.create_model("vit_tiny_patch16_224", num_classes=2, img_size=64)
+    torch.save(model.state_dict(), tmp_path / "vit_tiny_patch16_224.pt")
+    model_dir = _import_timm(tmp_path, "vit_tiny_patch16_224", *extra)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "heatmap",
+            str(slide),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--workers",
+            "1" if with_head else "0",
+            "--batch-size",
+            "8",
+            "--exports",
+            "png",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "s.json").read_text())
+    assert summary["n_tiles"] > 5 and summary["n_failed_tiles"] == 0
+    with HeatmapStore.open(out / "s.h5") as store:
+        assert store.attrs["status"] == "complete" and store.attrs["method"] == "lrp"
+        relevance = store.tile_relevance()
+        assert np.isfinite(relevance).all() and np.abs(relevance).max() > 0
+
+
+def test_heatmap_refuses_a_model_lrp_cannot_explain(slide: Path, tmp_path: Path, capsys) -> None:
+    """A model with a layer LRP has no rule for stops with its name, not with a silent wrong heatmap."""
+    import timm
+
+    torch.manual_seed(0)
+    torch.save(timm.create_model("convnext_atto", num_classes=2).state_dict(), tmp_path / "convnext_atto.pt")
+    model_dir = _import_timm(tmp_path, "convnext_atto")
     out = tmp_path / "o"
-    model_dir = tmp_path / "vit"
     code = main(["heatmap", str(slide), "--model", str(model_dir), "--out", str(out), "--workers", "0"])
     assert model_dir.is_dir()
     reported = capsys.readouterr().err + "".join(p.read_text() for p in out.glob("*.json"))

@@ -179,7 +179,7 @@ class _Constant(nn.Module):
         (_Constant(), "operation tanh"),
         (tv_model("convnext_tiny"), "not supported yet"),
         (tv_model("vit_b_16", image_size=32), "not supported yet"),
-        (_timm("vit_tiny_patch16_224"), "not supported yet"),
+        (_timm("convnext_atto"), "not supported yet"),
     ],
 )
 def test_layers_without_a_rule_stop_with_their_name(model: nn.Module, message: str) -> None:
