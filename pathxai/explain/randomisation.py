@@ -56,6 +56,29 @@ def cascading_copies(model: nn.Module, seed: int = 0) -> Iterator[tuple[str, nn.
         yield name, work
 
 
+def full_randomisation(
+    model: nn.Module,
+    method: str,
+    x: Tensor,
+    target: Tensor,
+    reference: np.ndarray,
+    seed: int = 0,
+    **options: Any,
+) -> np.ndarray:
+    """The cascade's last step only: ``(N,)`` Spearman of ``|R|`` once every layer is re-initialised.
+
+    The same weights as the last copy of :func:`cascading_copies` (same order and seeds), explained once
+    instead of once per layer: a DenseNet-121 has 121 layers, and every step builds an explainer.
+    """
+    copies = [work for _, work in cascading_copies(model, seed)]  # one object, randomised layer by layer
+    if not copies:
+        raise ValueError("the model has no convolution or dense layer to randomise")
+    randomised = copies[-1]
+    with Explainer(randomised, method, **options) as explainer:
+        rel = explainer(x, target).relevance
+    return np.asarray(map_correlation(reference, rel, kind="spearman", absolute=True))
+
+
 def verdict(full_randomisation_spearman: float | None) -> str:
     """``"passes"`` / ``"weak"`` / ``"fails"`` from the mean correlation after full randomisation."""
     if full_randomisation_spearman is None or not np.isfinite(full_randomisation_spearman):

@@ -109,13 +109,18 @@ def randomisation(model: Any, method: str, x: Any, target: int, reference: np.nd
     """Mean Spearman correlation of ``|R|`` after every layer is randomised, and its verdict."""
     import torch
 
-    from pathxai.explain.randomisation import cascading_randomisation, verdict
+    from pathxai.explain.randomisation import full_randomisation, randomisable_layers, verdict
 
     targets = torch.full((len(x),), int(target), dtype=torch.int64)
-    res = cascading_randomisation(model, method, x, targets, reference, seed=0)
-    full = res.full[np.isfinite(res.full)]
+    rhos = full_randomisation(model, method, x, targets, reference, seed=0)
+    full = rhos[np.isfinite(rhos)]
     rho = float(full.mean()) if full.size else None
-    return {"spearman": rho, "verdict": verdict(rho), "n_tiles": len(x), "layers": len(res.layers)}
+    return {
+        "spearman": rho,
+        "verdict": verdict(rho),
+        "n_tiles": len(x),
+        "layers": len(randomisable_layers(model)),
+    }
 
 
 def _cache_root() -> Path:

@@ -18,7 +18,13 @@ from torch import nn
 from pathxai.explain.bootstrap import bootstrap_mean, bootstrap_ratio
 from pathxai.explain.evaluation import EvalBatch, ExplanationEvaluator, MethodSpec, recommend
 from pathxai.explain.methods import METHODS, Method, register_method
-from pathxai.explain.randomisation import cascading_copies, randomisable_layers, verdict
+from pathxai.explain.randomisation import (
+    cascading_copies,
+    cascading_randomisation,
+    full_randomisation,
+    randomisable_layers,
+    verdict,
+)
 from pathxai.explain.scores import conservation, entropy, gini, map_correlation, pointing_game
 
 SIZE = 32
@@ -166,6 +172,24 @@ def test_cascading_copies_randomise_top_down_and_leave_the_model_alone() -> None
         seen.append((name, sorted({k.split(".")[0] for k in changed})))
     assert seen == [("4", ["4"]), ("0", ["0", "4"])]
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_full_randomisation_is_the_cascades_last_step() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Flatten(1), nn.LazyLinear(2)
+    ).eval()
+    x = torch.rand(3, 3, 10, 10)
+    target = torch.tensor([0, 1, 1])
+    x_ref = x.clone().requires_grad_(True)
+    model(x_ref)[torch.arange(3), target].sum().backward()
+    reference = (x_ref.grad * x).sum(1).detach().numpy()
+    cascade = cascading_randomisation(model, "gradient_x_input", x, target, reference, seed=3)
+    last = full_randomisation(model, "gradient_x_input", x, target, reference, seed=3)
+    assert len(cascade.layers) == 3
+    np.testing.assert_allclose(last, cascade.full, rtol=1e-6)
+    # another seed gives other weights, so (almost surely) other correlations
+    assert not np.allclose(full_randomisation(model, "gradient_x_input", x, target, reference, seed=4), last)
 
 
 def test_verdict_thresholds() -> None:
