@@ -46,7 +46,7 @@ from torch import nn
 from zennit.canonizers import AttributeCanonizer
 
 from pathxai.errors import ExplainError
-from pathxai.explain.canonize import NEUTRAL_MODULES, frozen_copy
+from pathxai.explain.canonize import NEUTRAL_MODULES, frozen_copy, no_rule_error
 from pathxai.model.external import LinearHeadModel
 
 __all__ = [
@@ -303,11 +303,12 @@ def check_transformer(model: nn.Module) -> None:
     """
     problems = [p for name, m in model.named_modules() if (p := _problem(name, m)) is not None]
     if problems:
-        listed = "; ".join(problems[:6]) + (" ..." if len(problems) > 6 else "")
-        raise ExplainError(
-            f"LRP has no rule for {len(problems)} layer(s) of {type(model).__name__}: {listed}",
-            hint="AttnLRP covers timm VisionTransformer models (attention, LayerNorm, GELU MLPs, "
+        raise no_rule_error(
+            model,
+            problems,
+            "AttnLRP covers timm VisionTransformer models (attention, LayerNorm, GELU MLPs, "
             "class-token or average pooling); use method='gradient' for this model",
+            shown=6,
         )
 
 

@@ -91,12 +91,20 @@ def check_supported(model: nn.Module) -> None:
         f"{name or '<root>'} ({type(module).__name__})" for name, module in leaves if not _supported(module)
     ]
     if unsupported:
-        listed = ", ".join(unsupported[:8]) + (" ..." if len(unsupported) > 8 else "")
-        raise ExplainError(
-            f"LRP has no rule for these layers of {type(model).__name__}: {listed}",
-            hint="use method='gradient' (or another gradient method), or build the model from "
+        raise no_rule_error(
+            model,
+            unsupported,
+            "use method='gradient' (or another gradient method), or build the model from "
             "Conv/Linear/BatchNorm/ReLU/pooling layers",
         )
+
+
+def no_rule_error(model: nn.Module, layers: list[str], hint: str, shown: int = 8) -> ExplainError:
+    """The one error for a model holding layers LRP has no rule for: it names them (the first ``shown``)."""
+    listed = ", ".join(layers[:shown]) + (" ..." if len(layers) > shown else "")
+    return ExplainError(
+        f"LRP has no rule for {len(layers)} layer(s) of {type(model).__name__}: {listed}", hint=hint
+    )
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -14,7 +14,7 @@ seed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,29 +56,6 @@ def cascading_copies(model: nn.Module, seed: int = 0) -> Iterator[tuple[str, nn.
         yield name, work
 
 
-def full_randomisation(
-    model: nn.Module,
-    method: str,
-    x: Tensor,
-    target: Tensor,
-    reference: np.ndarray,
-    seed: int = 0,
-    **options: Any,
-) -> np.ndarray:
-    """The cascade's last step only: ``(N,)`` Spearman of ``|R|`` once every layer is re-initialised.
-
-    The same weights as the last copy of :func:`cascading_copies` (same order and seeds), explained once
-    instead of once per layer: a DenseNet-121 has 121 layers, and every step builds an explainer.
-    """
-    copies = [work for _, work in cascading_copies(model, seed)]  # one object, randomised layer by layer
-    if not copies:
-        raise ValueError("the model has no convolution or dense layer to randomise")
-    randomised = copies[-1]
-    with Explainer(randomised, method, **options) as explainer:
-        rel = explainer(x, target).relevance
-    return np.asarray(map_correlation(reference, rel, kind="spearman", absolute=True))
-
-
 def verdict(full_randomisation_spearman: float | None) -> str:
     """``"passes"`` / ``"weak"`` / ``"fails"`` from the mean correlation after full randomisation."""
     if full_randomisation_spearman is None or not np.isfinite(full_randomisation_spearman):
@@ -118,6 +95,7 @@ def cascading_randomisation(
     target: Tensor,
     reference: np.ndarray,
     seed: int = 0,
+    last_only: bool = False,
     **options: Any,
 ) -> RandomisationResult:
     """Run the cascading randomisation test of ``method`` on one batch.
@@ -136,6 +114,9 @@ def cascading_randomisation(
         ``(N, H, W)`` the trained model's relevance for ``x`` and ``target``.
     seed : int
         Seed of the re-initialisation.
+    last_only : bool
+        Explain only the cascade's last step (every layer re-initialised; the same weights, same order and
+        seeds): one explainer instead of one per layer (a DenseNet-121 has 121 layers).
     **options
         Passed to :class:`~pathxai.explain.explainer.Explainer`.
 
@@ -144,7 +125,10 @@ def cascading_randomisation(
     RandomisationResult
     """
     layers, rows = [], []
-    for name, randomised in cascading_copies(model, seed):
+    steps: Iterable[tuple[str, nn.Module]] = cascading_copies(model, seed)
+    if last_only:
+        steps = list(steps)[-1:]  # the generator runs to the end: every layer re-initialised
+    for name, randomised in steps:
         with Explainer(randomised, method, **options) as explainer:
             rel = explainer(x, target).relevance
         layers.append(name)

@@ -109,11 +109,11 @@ def randomisation(model: Any, method: str, x: Any, target: int, reference: np.nd
     """Mean Spearman correlation of ``|R|`` after every layer is randomised, and its verdict."""
     import torch
 
-    from pathxai.explain.randomisation import full_randomisation, randomisable_layers, verdict
+    from pathxai.explain.randomisation import cascading_randomisation, randomisable_layers, verdict
 
     targets = torch.full((len(x),), int(target), dtype=torch.int64)
-    rhos = full_randomisation(model, method, x, targets, reference, seed=0)
-    full = rhos[np.isfinite(rhos)]
+    res = cascading_randomisation(model, method, x, targets, reference, seed=0, last_only=True)
+    full = res.full[np.isfinite(res.full)]
     rho = float(full.mean()) if full.size else None
     return {
         "spearman": rho,

@@ -21,7 +21,6 @@ from pathxai.explain.methods import METHODS, Method, register_method
 from pathxai.explain.randomisation import (
     cascading_copies,
     cascading_randomisation,
-    full_randomisation,
     randomisable_layers,
     verdict,
 )
@@ -185,11 +184,12 @@ def test_full_randomisation_is_the_cascades_last_step() -> None:
     model(x_ref)[torch.arange(3), target].sum().backward()
     reference = (x_ref.grad * x).sum(1).detach().numpy()
     cascade = cascading_randomisation(model, "gradient_x_input", x, target, reference, seed=3)
-    last = full_randomisation(model, "gradient_x_input", x, target, reference, seed=3)
-    assert len(cascade.layers) == 3
-    np.testing.assert_allclose(last, cascade.full, rtol=1e-6)
+    last = cascading_randomisation(model, "gradient_x_input", x, target, reference, seed=3, last_only=True)
+    assert len(cascade.layers) == 3 and last.layers == cascade.layers[-1:]
+    np.testing.assert_allclose(last.full, cascade.full, rtol=1e-6)
     # another seed gives other weights, so (almost surely) other correlations
-    assert not np.allclose(full_randomisation(model, "gradient_x_input", x, target, reference, seed=4), last)
+    other = cascading_randomisation(model, "gradient_x_input", x, target, reference, seed=4, last_only=True)
+    assert not np.allclose(other.full, last.full)
 
 
 def test_verdict_thresholds() -> None:
