@@ -21,17 +21,18 @@ def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_slide(tmp_path_factory.mktemp("slides") / "s.tiff", 800, 600, mpp=0.5)
 
 
-def _import(name: str, folder: Path) -> Path:
-    torch.save(tv_model(name).state_dict(), folder / f"{name}.pt")
-    out = folder / name
+def _import_arch(folder: Path, arch: str, *extra: str) -> Path:
+    """``pathxai model import`` of ``folder/NAME.pt`` (``arch`` = ``SOURCE:NAME``) into ``folder/NAME``."""
+    name = arch.split(":", 1)[1]
     code = main(
         [
             "model",
             "import",
             "--arch",
-            f"torchvision:{name}",
+            arch,
             "--weights",
             str(folder / f"{name}.pt"),
+            *extra,
             "--classes",
             "normal,tumour",
             "--mpp",
@@ -39,17 +40,24 @@ def _import(name: str, folder: Path) -> Path:
             "--size",
             "64",
             "--out",
-            str(out),
+            str(folder / name),
         ]
     )
     assert code == 0
-    return out
+    return folder / name
 
 
-@pytest.mark.parametrize(("name", "workers"), [("resnet18", "0"), ("densenet121", "1")])
-def test_heatmap_on_imported_model(name: str, workers: str, slide: Path, tmp_path: Path) -> None:
-    model_dir = _import(name, tmp_path)
-    out = tmp_path / "out"
+def _import(name: str, folder: Path) -> Path:
+    torch.save(tv_model(name).state_dict(), folder / f"{name}.pt")
+    return _import_arch(folder, f"torchvision:{name}")
+
+
+def _import_timm(folder: Path, name: str, *extra: str) -> Path:
+    return _import_arch(folder, f"timm:{name}", *extra)
+
+
+def _heatmap_works(slide: Path, model_dir: Path, out: Path, workers: str) -> None:
+    """``pathxai heatmap`` with the default method: every tile explained, finite non-zero LRP relevance."""
     code = main(
         [
             "heatmap",
@@ -70,33 +78,14 @@ def test_heatmap_on_imported_model(name: str, workers: str, slide: Path, tmp_pat
     summary = json.loads((out / "s.json").read_text())
     assert summary["n_tiles"] > 5 and summary["n_failed_tiles"] == 0
     with HeatmapStore.open(out / "s.h5") as store:
-        assert store.attrs["status"] == "complete"
+        assert store.attrs["status"] == "complete" and store.attrs["method"] == "lrp"
         relevance = store.tile_relevance()
         assert np.isfinite(relevance).all() and np.abs(relevance).max() > 0
 
 
-def _import_timm(folder: Path, name: str, *extra: str) -> Path:
-    code = main(
-        [
-            "model",
-            "import",
-            "--arch",
-            f"timm:{name}",
-            "--weights",
-            str(folder / f"{name}.pt"),
-            *extra,
-            "--classes",
-            "normal,tumour",
-            "--mpp",
-            "1",
-            "--size",
-            "64",
-            "--out",
-            str(folder / name),
-        ]
-    )
-    assert code == 0
-    return folder / name
+@pytest.mark.parametrize(("name", "workers"), [("resnet18", "0"), ("densenet121", "1")])
+def test_heatmap_on_imported_model(name: str, workers: str, slide: Path, tmp_path: Path) -> None:
+    _heatmap_works(slide, _import(name, tmp_path), tmp_path / "out", workers)
 
 
 @pytest.mark.parametrize("with_head", [False, True])
@@ -117,30 +106,7 @@ def test_heatmap_on_an_imported_vit(with_head: bool, slide: Path, tmp_path: Path
         model = timm.create_model("vit_tiny_patch16_224", num_classes=2, img_size=64)
     torch.save(model.state_dict(), tmp_path / "vit_tiny_patch16_224.pt")
     model_dir = _import_timm(tmp_path, "vit_tiny_patch16_224", *extra)
-    out = tmp_path / "out"
-    code = main(
-        [
-            "heatmap",
-            str(slide),
-            "--model",
-            str(model_dir),
-            "--out",
-            str(out),
-            "--workers",
-            "1" if with_head else "0",
-            "--batch-size",
-            "8",
-            "--exports",
-            "png",
-        ]
-    )
-    assert code == 0
-    summary = json.loads((out / "s.json").read_text())
-    assert summary["n_tiles"] > 5 and summary["n_failed_tiles"] == 0
-    with HeatmapStore.open(out / "s.h5") as store:
-        assert store.attrs["status"] == "complete" and store.attrs["method"] == "lrp"
-        relevance = store.tile_relevance()
-        assert np.isfinite(relevance).all() and np.abs(relevance).max() > 0
+    _heatmap_works(slide, model_dir, tmp_path / "out", "1" if with_head else "0")
 
 
 def test_heatmap_refuses_a_model_lrp_cannot_explain(slide: Path, tmp_path: Path, capsys) -> None:
