@@ -51,6 +51,7 @@ from pathxai.errors import ExplainError
 
 __all__ = [
     "FILTER_METHODS",
+    "check_filter_lrp",
     "default_filter_composite",
     "filter_scores",
     "measurement_modules",
@@ -59,6 +60,28 @@ __all__ = [
 FILTER_METHODS: tuple[str, ...] = ("lrp", "ig", "gradient", "taylor", "pattern_attribution")
 
 _LAYERS = (nn.Conv2d, nn.Linear)
+
+
+def check_filter_lrp(model: nn.Module) -> None:
+    """Refuse per-filter LRP relevance on a model it is not defined for (timm ViTs).
+
+    AttnLRP explains a ViT's input, but its relevance at hidden units is not computed yet: the fast hooks
+    would record modified gradients and a zennit composite has no attention rules, so either would return
+    numbers that are not relevance.
+
+    Raises
+    ------
+    ExplainError
+        The model is a timm transformer.
+    """
+    from pathxai.explain.attnlrp import is_timm_transformer
+
+    if is_timm_transformer(model):
+        raise ExplainError(
+            "per-neuron LRP relevance (the 'lrp' filter scores) is not available for ViTs yet; AttnLRP "
+            "gives their input heatmaps only",
+            hint="score a ViT's units with 'gradient', 'taylor', 'ig' or weights",
+        )
 
 
 def default_filter_composite(model: nn.Module) -> Composite:
@@ -427,6 +450,8 @@ def filter_scores(
     names = _layer_names(model, layers)
     if not names:
         return {}
+    if method == "lrp":
+        check_filter_lrp(model)
     if method == "lrp" and composite is None and fast:
         return _lrp_fast(model, inputs, targets_t, names, lrp_method, lrp_options)
     if method == "pattern_attribution":

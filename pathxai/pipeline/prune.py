@@ -22,7 +22,7 @@ import torch
 
 from pathxai.errors import ExplainError, ModelError
 from pathxai.explain import Explainer
-from pathxai.explain.attnlrp import is_timm_transformer
+from pathxai.explain.filters import check_filter_lrp
 from pathxai.model.io import load_model_with_card
 from pathxai.prune import CRITERIA, check_ratio, compose_plans
 from pathxai.prune.data import load_prune_data
@@ -65,19 +65,24 @@ def _check_lrp(
     """Refuse a run that needs LRP on a model LRP has no rules for, before any data is read.
 
     The ``lrp`` criterion and the heatmap drift need it; an imported ConvNeXt (LayerNorm) has none yet, and
-    a ViT has AttnLRP for its heatmaps but no per-neuron relevance for the criterion. The error names what needs LRP and the layers it lacks rules for.
+    a ViT has AttnLRP for its heatmaps but no per-neuron relevance
+    for the criterion (:func:`pathxai.explain.filters.check_filter_lrp`, which the criterion itself also
+    enforces). The error names what needs LRP and the layers it lacks rules for.
     """
     needs = [f"the {c!r} criterion" for c in dict.fromkeys(criteria) if c == "lrp"]
     if drift_patches > 0:
         needs.append("the heatmap drift (--drift-patches)")
     if not needs:
         return
-    if "lrp" in criteria and is_timm_transformer(model):  # AttnLRP explains ViTs, but not per filter yet
-        raise ExplainError(
-            "the 'lrp' criterion has no per-neuron AttnLRP relevance for ViTs yet",
-            path=Path(model_path),
-            hint="prune it with --criterion weight, gradient, taylor, ig or random",
-        )
+    if "lrp" in criteria:
+        try:
+            check_filter_lrp(model)
+        except ExplainError as exc:
+            raise ExplainError(
+                f"the 'lrp' criterion cannot score this model: {exc.message}",
+                path=Path(model_path),
+                hint="prune it with --criterion weight, gradient, taylor, ig or random",
+            ) from exc
     try:
         with Explainer(model, "lrp"):
             pass

@@ -310,3 +310,19 @@ def test_vit_layers_without_a_rule_stop_with_their_name(build, message: str) -> 
 def test_composites_without_attention_rules_refuse_a_vit(method: str) -> None:
     with pytest.raises(ExplainError, match="no rules for attention"):
         explain(_vit(img_size=32), torch.randn(1, 3, 32, 32), method=method)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_filter_lrp_refuses_a_vit_and_prune_says_so_before_reading_data(fast: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathxai.explain.filters import filter_scores
+    from pathxai.pipeline.prune import _check_lrp
+
+    model = _vit(img_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    # neither the fast hooks nor a zennit composite give relevance at a ViT's units
+    with pytest.raises(ExplainError, match="not available for ViTs"):
+        filter_scores(model, x, [0, 1], method="lrp", fast=fast)
+    assert filter_scores(model, x, [0, 1], method="gradient")  # other scores still work
+    with pytest.raises(ExplainError, match=r"'lrp' criterion cannot score this model.*ViTs"):
+        _check_lrp(model, ["lrp"], 0, tmp_path / "m")
+    _check_lrp(model, ["weight"], 0, tmp_path / "m")  # nothing needs LRP: no error
