@@ -240,11 +240,9 @@ def _association(table: np.ndarray) -> tuple[float, float]:
     from scipy.stats import chi2_contingency, fisher_exact
 
     n = float(table.sum())
-    chi2 = float(chi2_contingency(table, correction=False)[0])
-    v = math.sqrt(chi2 / (n * (min(table.shape) - 1))) if n > 0 else 0.0
-    if table.shape == (2, 2):
-        return v, float(fisher_exact(table)[1])
-    return v, float(chi2_contingency(table)[1])
+    chi2, pval = chi2_contingency(table, correction=False)[:2]
+    v = math.sqrt(float(chi2) / (n * (min(table.shape) - 1))) if n > 0 else 0.0
+    return v, float(fisher_exact(table)[1] if table.shape == (2, 2) else pval)
 
 
 @register_check("sampling.site_confounding", family="sampling")
