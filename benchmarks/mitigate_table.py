@@ -80,7 +80,11 @@ def main() -> None:
             print(
                 f"- {bias} {r['seed']} {method}: sensitivity {_f(r['sens'][0], True)} → {_f(r['sens'][1], True)}, "
                 f"relevance {_f(r['rel'][0])} → {_f(r['rel'][1])}, AUC {_f(r['auc'][0])} → {_f(r['auc'][1])}; "
-                f"re-audit {', '.join(r['reaudit']['before'])} → {', '.join(r['reaudit']['after'])}"
+                + (
+                    f"re-audit {', '.join(r['reaudit']['before'])} → {', '.join(r['reaudit']['after'])}"
+                    if r["reaudit"]["before"] or r["reaudit"]["after"]
+                    else "re-audit not run (--no-reaudit)"
+                )
             )
 
 
