@@ -173,6 +173,10 @@ def _model(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: model.get(k) for k in ("source", "arch", "weights_sha256")}
 
 
+def _changed_keys(b: Mapping[str, Any], a: Mapping[str, Any]) -> list[str]:
+    return [f"{k}: {b.get(k)} → {a.get(k)}" for k in sorted(set(b) | set(a)) if b.get(k) != a.get(k)]
+
+
 def diff_reports(
     before: Mapping[str, Any], after: Mapping[str, Any], *, before_name: str = "", after_name: str = ""
 ) -> dict[str, Any]:
@@ -197,10 +201,11 @@ def diff_reports(
     cb, ca = before.get("cohort") or {}, after.get("cohort") or {}
     if cb.get("manifest_sha256") != ca.get("manifest_sha256") or cb.get("n_items") != ca.get("n_items"):
         notes.append("the two audits ran on different cohorts (manifest or item count differ)")
-    sb = (before.get("thresholds") or {}).get("settings")
-    sa = (after.get("thresholds") or {}).get("settings")
-    if sb != sa:
-        notes.append("the two audits ran with different settings (thresholds.settings differ)")
+    tb, ta = before.get("thresholds") or {}, after.get("thresholds") or {}
+    for part in ("settings", "rules"):
+        changed = _changed_keys(tb.get(part) or {}, ta.get(part) or {})
+        if changed:
+            notes.append(f"the two audits ran with different {part} ({'; '.join(changed)})")
 
     def side(name: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         return {"name": name, "model": _model(doc), "summary": doc.get("summary")}

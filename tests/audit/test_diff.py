@@ -92,7 +92,7 @@ def _report(findings: list, settings: dict | None = None) -> dict:
 def test_diff_reports_counts_and_notes() -> None:
     doc = diff_reports(_report(BEFORE), _report(AFTER, {"bootstrap": 200}))
     assert doc["counts"] == {"up": 1, "new": 1, "down": 1, "gone": 1, "same": 1}
-    assert any("settings" in n for n in doc["notes"])
+    assert doc["notes"] == ["the two audits ran with different settings (bootstrap: 1000 → 200)"]
     assert diff_reports(_report(BEFORE), _report(AFTER))["notes"] == []
 
 
