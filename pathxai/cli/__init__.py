@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "explain_eval",
     "verify",
     "audit",
+    "audit_diff",
     "prune",
     "mitigate",
     "demo",

@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=positive_int, default=None, help="patch step (default: half the patch)")
     p.add_argument("--rr-lambda", type=positive_float, default=100.0, help="RR-ClArC penalty weight")
     p.add_argument(
+        "--prune-channels",
+        type=positive_int,
+        default=None,
+        help="method prune: conv channels removed (default: 5 %% of the prunable ones)",
+    )
+    p.add_argument(
         "--no-freeze",
         action="store_true",
         help="ClArC fine-tuning trains the whole network (default: only the layers after --layer)",
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     settings = FinetuneSettings(
         **pick(args, "epochs", "lr", "batch_size", "stride", "rr_lambda", "seed", "threads"),
         freeze_below=not args.no_freeze,
+        prune_channels=args.prune_channels or 0,
     )
     res = mitigate(
         args.model,

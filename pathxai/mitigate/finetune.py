@@ -46,6 +46,7 @@ class FinetuneSettings:
     threads: int = 1
     rr_lambda: float = 100.0
     freeze_below: bool = True
+    prune_channels: int = 0  # method prune: channels removed (0: 5 % of the prunable conv channels)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -13,6 +13,9 @@ method         what it does                                                     
                of recolouring, no longer predict the label)
 ``rebalance``  fine-tunes with sampling weights that make every (group, label) cell       yes
                weigh the same (group: the artifact's presence, or the site / patient)
+``prune``      removes the conv channels to which the transplanted artifact adds the      no
+               most LRP relevance for the marked class (channel surgery, a smaller
+               model; see :mod:`pathxai.mitigate.channels`)
 =============  =========================================================================  ===========
 """
 
@@ -28,6 +31,7 @@ from torch import nn
 
 from pathxai.audit.artifacts import detect
 from pathxai.mitigate.cav import Concept, fit_concept
+from pathxai.mitigate.channels import artifact_channels, default_count, remove_channels
 from pathxai.mitigate.evidence import Cohort, Evidence, paired_patches
 from pathxai.mitigate.finetune import ConceptEdit, FinetuneSettings, finetune
 from pathxai.mitigate.select import Target
@@ -47,16 +51,22 @@ METHOD_KINDS = {
     "mask": ("artifact",),
     "stain": ("stain",),
     "rebalance": ("artifact", "sampling"),
+    "prune": ("artifact",),
 }
 
 
 @dataclass
 class Outcome:
-    """A method's result: the new model, its card's projection entry, and what was done."""
+    """A method's result: the new model, its card's projection entry, and what was done.
+
+    ``channel_plan`` (method ``prune``): the kept channels of the layers that lost some, relative to
+    the model the method was given.
+    """
 
     model: nn.Module
     projection: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    channel_plan: dict[str, list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,33 @@ def _rebalance(job: MethodJob) -> Outcome:
     )
 
 
+def _prune(job: MethodJob) -> Outcome:
+    if job.card.projection:
+        raise ValueError(
+            "--method prune cannot remove channels of a model with a concept projection "
+            f"({job.card.projection.get('layer')}); prune the model before projecting"
+        )
+    other = job.cohort.of_class(1 - job.ev.target.flagged_class)
+    art, cln = paired_patches(other, job.ev, job.card.input_size)
+    idx = job.card.tumour_index if job.ev.target.flagged_class == 1 else 1 - job.card.tumour_index
+    ranking = artifact_channels(job.model, job.card, art, cln, idx)
+    k = job.settings.prune_channels or default_count(job.model, job.card)
+    top = ranking.top(k)
+    if not top:
+        raise ValueError(f"{job.ev.target.id}: the artifact adds relevance to no channel; nothing to prune")
+    new, plan = remove_channels(job.model, job.card, top)
+    shift = recalibrate(new, job.card, list(job.cohort.train), list(job.cohort.train_labels))
+    info = {
+        "channels_removed": len(top),
+        "channels_asked": k,
+        "removed": [{"layer": n, "channel": c, "score": s} for n, c, s in top],
+        "n_pairs": ranking.n_pairs,
+        "score": "mean over paired patches of LRP channel relevance with minus without the artifact",
+        "threshold_shift_logit": shift,
+    }
+    return Outcome(new, None, info, channel_plan=plan)
+
+
 _METHODS: dict[str, Callable[[MethodJob], Outcome]] = {
     "clarc-p": _clarc_p,
     "rr-clarc": _edit_method("rr"),
@@ -217,6 +254,7 @@ _METHODS: dict[str, Callable[[MethodJob], Outcome]] = {
     "mask": _mask,
     "stain": _stain,
     "rebalance": _rebalance,
+    "prune": _prune,
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pathxai.atomic import write_text_atomic
+from pathxai.audit.diff import diff_findings
 
 __all__ = ["stress_figure", "write_html"]
 
@@ -48,13 +49,20 @@ def stress_figure(step: Mapping[str, Any]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _reaudit(rows: list[Mapping[str, Any]]) -> str:
-    return (
-        "<br>".join(
-            f"{_fmt(r.get('id'))}: <b>{_fmt(r.get('severity'))}</b> ({_fmt(r.get('value'))})" for r in rows
-        )
-        or "—"
-    )
+def _reaudit(before: list[Mapping[str, Any]], after: list[Mapping[str, Any]]) -> tuple[str, str]:
+    """The re-audit's before and after cells; the after one says how each finding changed (audit diff)."""
+
+    def cell(sev: str | None, value: float | None) -> str:
+        return f"<b>{_fmt(sev)}</b> ({_fmt(value)})"
+
+    changes = diff_findings(before, after)
+    b = [f"{_fmt(c.id)}: {cell(c.severity_before, c.value_before)}" for c in changes if c.change != "new"]
+    a = [
+        f"{_fmt(c.id)}: {cell(c.severity_after, c.value_after)}"
+        + ("" if c.change == "same" else f" [{c.change}]")
+        for c in changes
+    ]
+    return "<br>".join(b) or "—", "<br>".join(a) or "—"
 
 
 def _step(step: Mapping[str, Any]) -> str:
@@ -82,7 +90,8 @@ def _step(step: Mapping[str, Any]) -> str:
     table = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{_fmt(x)}</td><td>{_fmt(y)}</td></tr>" for n, x, y in rows
     )
-    table += f"<tr><td>re-audit</td><td>{_reaudit(b.get('reaudit', []))}</td><td>{_reaudit(a.get('reaudit', []))}</td></tr>"
+    rb, ra = _reaudit(b.get("reaudit", []), a.get("reaudit", []))
+    table += f"<tr><td>re-audit</td><td>{rb}</td><td>{ra}</td></tr>"
     verdict = {True: "passed", False: "FAILED", None: "no stress test"}[step.get("passed")]
     fig = f'<img src="data:image/png;base64,{stress_figure(step)}">' if "stress" in b else ""
     return (

@@ -29,6 +29,7 @@ from pathxai.mitigate.select import Target
 from pathxai.mitigate.stress import PASS_FLOOR, PASS_RATIO
 from pathxai.model.card import ModelCard
 from pathxai.model.datasets import load_images
+from pathxai.prune.plan import compose_plans
 
 __all__ = [
     "Run",
@@ -159,10 +160,13 @@ class Run:
         Per finding: id, method, before, after, passed (as in ``mitigation.json``).
     changed
         Whether any step changed the model.
+    channel_plan
+        The card's channel plan (the original card's, composed with every ``prune`` step's).
     """
 
     model: nn.Module
     projection: dict[str, Any] | None = None
+    channel_plan: dict[str, list[int]] | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False
 
@@ -199,6 +203,8 @@ def _method_step(
     after = measure(outcome.model, card, cohort, evidence, items)
     run.model, run.changed = outcome.model, True
     run.projection = outcome.projection or run.projection
+    if outcome.channel_plan:
+        run.channel_plan = compose_plans(run.channel_plan, outcome.channel_plan)
     run.steps.append(
         {
             "finding": target.id,
@@ -251,7 +257,7 @@ def run_targets(
         Progress bars.
     """
     items = reaudit_items(cohort) if reaudit else []
-    run = Run(model=net, projection=card.projection)
+    run = Run(model=net, projection=card.projection, channel_plan=card.channel_plan)
     for target in targets:
         if target.kind != "labels":
             _method_step(run, card, cohort, target, items, method, layer, settings, progress)
@@ -291,9 +297,13 @@ def mitigated_card(
 ) -> ModelCard:
     """The corrected model's card: the projection, what was mitigated, the clean AUCs after."""
     summary = [{k: s.get(k) for k in ("finding", "method", "passed")} for s in run.steps]
+    for s, entry in zip(run.steps, summary, strict=True):
+        if "channels_removed" in (s.get("info") or {}):
+            entry["channels_removed"] = s["info"]["channels_removed"]
     return dataclasses.replace(
         card,
         projection=run.projection,
+        channel_plan=run.channel_plan,
         training={
             **card.training,
             "mitigation": {"from_model": str(model), "audit": str(audit), "steps": summary},

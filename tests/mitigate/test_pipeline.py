@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pathxai.errors import AuditError
@@ -152,3 +153,36 @@ def test_label_finding_changes_nothing_without_a_confirmation_file(tmp_path):
     assert res.steps[0]["changed"] == {"im1": 0}
     assert man.read_text() == before  # the manifest itself is never rewritten
     load_model_with_card(tmp_path / "out2")
+
+
+def test_prune_removes_artifact_channels_and_writes_a_smaller_loadable_model(tmp_path):
+    from pathxai.prune.measure import count_params
+
+    man = _cohort(tmp_path)
+    audit = _report(tmp_path, [PEN, ASSOC])
+    model = save_tiny_model(tmp_path / "model")
+    original, _ = load_model_with_card(model)
+    settings = FinetuneSettings(epochs=1, batch_size=8, stride=64, prune_channels=3)
+    res = mitigate(
+        model, man, audit, tmp_path / "out", method="prune", settings=settings, progress=False, reaudit=False
+    )
+    assert res.status == "mitigated"
+    step = json.loads((tmp_path / "out" / "mitigation.json").read_text())["steps"][0]
+    assert step["method"] == "prune" and step["info"]["channels_removed"] == 3
+    assert all(r["score"] > 0 for r in step["info"]["removed"])
+    assert "stress" in step["before"] and "stress" in step["after"]
+    net, card = load_model_with_card(tmp_path / "out")
+    assert count_params(net) < count_params(original)
+    assert sum(len(v) for v in card.channel_plan.values()) + 3 == sum(
+        m.out_channels for n, m in original.named_modules() if n in card.channel_plan
+    )
+    assert card.training["mitigation"]["steps"][0]["channels_removed"] == 3
+    assert net(torch.zeros(1, 3, card.input_size, card.input_size)).shape == (1, 2)
+
+
+def test_prune_refuses_non_artifact_findings():
+    from pathxai.mitigate.methods import choose_method
+    from pathxai.mitigate.select import Target
+
+    with pytest.raises(ValueError, match="cannot act"):
+        choose_method("prune", Target("stain.probe.label", "stain.probe.label", "high", 0.9, "stain"))
