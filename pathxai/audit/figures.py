@@ -22,6 +22,7 @@ from pathxai.audit.cohort import AuditItem
 from pathxai.audit.findings import BiasFinding
 from pathxai.audit.spray import SprayResult
 from pathxai.audit.stain import StainStats, outlier_features
+from pathxai.render.outline import outline
 
 __all__ = ["heat_overlay", "make_figures", "write_thumbnails"]
 
@@ -81,14 +82,11 @@ def _outline(img: np.ndarray, masks: Mapping[str, np.ndarray] | None) -> np.ndar
     """Draw artifact masks' edges (not layout kinds) in yellow."""
     if not masks:
         return img
-    from scipy import ndimage as ndi
-
-    out = img.copy()
+    out = img
     for k, m in masks.items():
         if k in ("background", "white_spot") or not m.any():
             continue
-        edge = m & ~ndi.binary_erosion(m, iterations=2)
-        out[edge] = (255, 220, 0)
+        out = outline(out, m)
     return out
 
 

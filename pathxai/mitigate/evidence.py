@@ -10,7 +10,7 @@ import numpy as np
 from pathxai.mitigate.select import Target
 from pathxai.mitigate.transplant import Donor, artifact_donors, paste, stain_transfer
 
-__all__ = ["Cohort", "Evidence", "evidence_of", "paired_patches"]
+__all__ = ["Cohort", "Evidence", "evidence_of", "paired_patches", "stain_donor_picks"]
 
 #: Donor images used for a stain's statistics (a mosaic of this many images of the marked class).
 STAIN_DONORS = 12
@@ -34,14 +34,26 @@ class Cohort:
         imgs, labs = (self.heldout, self.heldout_labels) if heldout else (self.train, self.train_labels)
         return [im for im, y in zip(imgs, labs, strict=True) if int(y) == cls]
 
+    def ids_of_class(self, cls: int, heldout: bool = False) -> list[str]:
+        """Ids of the images of class ``cls`` (in the order of :meth:`of_class`)."""
+        ids, labs = (
+            (self.heldout_ids, self.heldout_labels) if heldout else (self.train_ids, self.train_labels)
+        )
+        return [str(i) for i, y in zip(ids, labs, strict=True) if int(y) == cls]
+
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the finding points at, ready to transplant: artifact donors or a stain recolouring."""
+    """What the finding points at, ready to transplant: artifact donors or a stain recolouring.
+
+    ``source_ids`` are the ids of the training images the evidence comes from, in the order used
+    (the artifact donors; the images of the stain's mosaic), so a reader can rebuild it.
+    """
 
     target: Target
     donors: Sequence[Donor] = ()
     recolour: Callable[[np.ndarray], np.ndarray] | None = None
+    source_ids: tuple[str, ...] = ()
 
     def apply(self, img: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``img`` with the evidence transplanted (donor ``i`` for artifacts), and the changed pixels' mask."""
@@ -61,16 +73,26 @@ def evidence_of(target: Target, cohort: Cohort) -> Evidence:
         If no training image of that class shows the artifact.
     """
     marked = cohort.of_class(target.flagged_class)
+    ids = cohort.ids_of_class(target.flagged_class)
     if target.kind == "artifact":
-        donors = artifact_donors(marked, cohort.mpp, target.artifact)
+        donors = artifact_donors(marked, cohort.mpp, target.artifact, ids=ids)
         if not donors:
             raise ValueError(f"{target.id}: no training image of the marked class shows {target.artifact}")
-        return Evidence(target, donors=donors)
+        return Evidence(target, donors=donors, source_ids=tuple(d.id for d in donors))
     if target.kind == "stain":
-        rng = np.random.default_rng(0)
-        pick = rng.choice(len(marked), min(STAIN_DONORS, len(marked)), replace=False)
-        return Evidence(target, recolour=stain_transfer([marked[int(i)] for i in pick]))
+        pick = [int(i) for i in stain_donor_picks(len(marked))]
+        return Evidence(
+            target,
+            recolour=stain_transfer([marked[i] for i in pick]),
+            source_ids=tuple(ids[i] for i in pick),
+        )
     return Evidence(target)
+
+
+def stain_donor_picks(n_marked: int) -> np.ndarray:
+    """Indices (among the marked class's training images) of the stain's donor mosaic (seeded, fixed)."""
+    rng = np.random.default_rng(0)
+    return rng.choice(n_marked, min(STAIN_DONORS, n_marked), replace=False)
 
 
 def paired_patches(

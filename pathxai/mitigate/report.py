@@ -12,7 +12,7 @@ from typing import Any
 from pathxai.atomic import write_text_atomic
 from pathxai.audit.diff import diff_findings
 
-__all__ = ["stress_figure", "write_html"]
+__all__ = ["stress_figure", "summary_rows", "write_html"]
 
 
 def _fmt(x: Any) -> str:
@@ -65,11 +65,13 @@ def _reaudit(before: list[Mapping[str, Any]], after: list[Mapping[str, Any]]) ->
     return "<br>".join(b) or "—", "<br>".join(a) or "—"
 
 
-def _step(step: Mapping[str, Any]) -> str:
-    if "before" not in step:
-        return f"<h2>{_fmt(step.get('finding'))}: {_fmt(step.get('method'))}</h2><p>{_fmt(step.get('note') or step.get('status'))}</p>"
-    b, a = step["before"], step["after"]
-    rows = [
+def summary_rows(step: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(measure, before, after)`` rows of a step (those of ``mitigation.html`` and the viewer's tab).
+
+    Stress-test sensitivity and flip rate, relevance on the artifact, clean held-out AUC.
+    """
+    b, a = step.get("before") or {}, step.get("after") or {}
+    return [
         (
             "stress-test sensitivity (Δp towards the marked class)",
             (b.get("stress") or {}).get("sensitivity"),
@@ -87,6 +89,13 @@ def _step(step: Mapping[str, Any]) -> str:
         ),
         ("clean held-out AUC", b.get("clean_auc"), a.get("clean_auc")),
     ]
+
+
+def _step(step: Mapping[str, Any]) -> str:
+    if "before" not in step:
+        return f"<h2>{_fmt(step.get('finding'))}: {_fmt(step.get('method'))}</h2><p>{_fmt(step.get('note') or step.get('status'))}</p>"
+    b, a = step["before"], step["after"]
+    rows = summary_rows(step)
     table = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{_fmt(x)}</td><td>{_fmt(y)}</td></tr>" for n, x, y in rows
     )

@@ -10,6 +10,7 @@ fine-tune on the confirmed labels when a person's confirmation file is given).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,13 @@ def _method_step(
     run.projection = outcome.projection or run.projection
     if outcome.channel_plan:
         run.channel_plan = compose_plans(run.channel_plan, outcome.channel_plan)
+    step: dict[str, Any] = {}
+    if "stress" in before:
+        # the images of the stress test (recipient i carries the evidence of source i mod len(sources))
+        step["stress_images"] = {
+            "recipients": cohort.ids_of_class(1 - target.flagged_class, heldout=True),
+            "sources": list(evidence.source_ids),
+        }
     run.steps.append(
         {
             "finding": target.id,
@@ -218,6 +226,7 @@ def _method_step(
             "before": before,
             "after": after,
             "passed": step_passed(before, after),
+            **step,
         }
     )
 
@@ -278,13 +287,19 @@ def mitigation_doc(
     audit: str | Path,
     method: str,
     settings: FinetuneSettings,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``mitigation.json`` document of a run (without ``seconds``)."""
+    """The ``mitigation.json`` document of a run (without ``seconds``).
+
+    ``data`` says how the cohort was read (``data_root``, ``train_split``, ``test_split``, ``mpp``,
+    ``native_mpp``), so the stress images can be rebuilt (the viewer's mitigation tab does).
+    """
     return {
         "status": "mitigated" if run.changed else "awaiting-confirmation",
         "model": str(model),
         "manifest": str(manifest),
         "audit": str(audit),
+        **({"data": dict(data)} if data is not None else {}),
         "method": method,
         "settings": settings.to_dict(),
         "pass_rule": f"|after sensitivity| <= max({PASS_FLOOR}, {PASS_RATIO} x |before|)",

@@ -26,10 +26,11 @@ MIN_DONOR_AREA = 0.01
 
 @dataclass(frozen=True)
 class Donor:
-    """An artifact as found on one image: the image and the artifact's mask."""
+    """An artifact as found on one image: the image, the artifact's mask, and the image's id (if known)."""
 
     image: np.ndarray
     mask: np.ndarray
+    id: str = ""
 
     @property
     def area(self) -> float:
@@ -37,7 +38,13 @@ class Donor:
         return float(self.mask.mean())
 
 
-def artifact_donors(images: Sequence[np.ndarray], mpp: float, kind: str, limit: int = 32) -> list[Donor]:
+def artifact_donors(
+    images: Sequence[np.ndarray],
+    mpp: float,
+    kind: str,
+    limit: int = 32,
+    ids: Sequence[str] | None = None,
+) -> list[Donor]:
     """Images showing artifact ``kind`` (a :data:`pathxai.audit.artifacts.ARTIFACT_KINDS` entry) with its mask.
 
     Parameters
@@ -50,12 +57,14 @@ def artifact_donors(images: Sequence[np.ndarray], mpp: float, kind: str, limit: 
         Artifact kind, e.g. ``pen:blue``.
     limit
         At most this many donors (largest artifact area first).
+    ids
+        The images' ids, kept on the donors (default: none).
     """
     donors = []
-    for img in images:
+    for i, img in enumerate(images):
         mask = detect(img, mpp)[kind]
         if mask.mean() >= MIN_DONOR_AREA:
-            donors.append(Donor(img, mask))
+            donors.append(Donor(img, mask, ids[i] if ids is not None else ""))
     donors.sort(key=lambda d: -d.area)
     return donors[:limit]
 

@@ -106,7 +106,17 @@ def mitigate(
     run = run_targets(
         net, card, cohort, targets, out_dir, method, layer_name, st, confirm_labels, reaudit, progress
     )
-    doc = {**mitigation_doc(run, model, manifest, audit, method, st), "seconds": time.perf_counter() - t0}
+    data = {
+        "data_root": str(Path(data_root) if data_root is not None else Path(manifest).parent),
+        "train_split": train_split,
+        "test_split": test_split,
+        "mpp": card.mpp,
+        "native_mpp": native_mpp,
+    }
+    doc = {
+        **mitigation_doc(run, model, manifest, audit, method, st, data),
+        "seconds": time.perf_counter() - t0,
+    }
     if run.changed:
         save_model(run.model, mitigated_card(run, card, model, audit, command), out_dir)
     write_json(out_dir / REPORT_FILE, doc)

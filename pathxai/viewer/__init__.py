@@ -4,6 +4,8 @@
 - :mod:`pathxai.viewer.catalog`: stores, audit reports and models of an output folder;
 - :mod:`pathxai.viewer.tiles` / :mod:`pathxai.viewer.server`: slide and overlay deep-zoom tiles over HTTP;
 - :mod:`pathxai.viewer.region`: inspect one tile, recompute its heatmap with another method;
+- :mod:`pathxai.viewer.mitigation` / :mod:`pathxai.viewer.mitigation_tab`: a mitigated model's
+  before/after and both models' heatmaps on the same stress images (the Mitigation tab);
 - :mod:`pathxai.viewer.page`: the Streamlit page (imported only by the app, it imports streamlit).
 """
 

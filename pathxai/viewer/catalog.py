@@ -5,7 +5,8 @@ following symlinks and at most a few folders deep:
 
 - complete heatmap stores ``*.h5`` (``*.partial.h5`` and other HDF5 files are skipped with a reason);
 - audit reports ``report.json`` (with a top-level ``findings`` list);
-- model directories (``model_card.json``), with ``pruning.json`` beside a pruned one.
+- model directories (``model_card.json``), with ``pruning.json`` beside a pruned one and
+  ``mitigation.json`` beside a mitigated one (``pathxai mitigate``).
 
 An optional ``pathxai-view.json`` in the directory lists extra slide roots
 (``{"slide_roots": ["/data/slides"]}``, relative entries are relative to the directory).
@@ -44,10 +45,11 @@ class SlideEntry:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A model directory under the output directory (``pruning_rel`` set for a pruned model)."""
+    """A model directory under the output directory (``pruning_rel``/``mitigation_rel`` set for a pruned/mitigated model)."""
 
     rel: str
     pruning_rel: str | None
+    mitigation_rel: str | None = None
 
 
 @dataclass
@@ -148,11 +150,12 @@ def scan(roots: Roots) -> Catalog:
             cat.reports.append(rel)
         elif name == "model_card.json":
             d = path.parent
-            pruning = d / "pruning.json"
+            pruning, mitigation = d / "pruning.json", d / "mitigation.json"
             cat.models.append(
                 ModelEntry(
                     d.relative_to(roots.out).as_posix() or ".",
                     pruning.relative_to(roots.out).as_posix() if pruning.is_file() else None,
+                    mitigation.relative_to(roots.out).as_posix() if mitigation.is_file() else None,
                 )
             )
     return cat

@@ -35,6 +35,7 @@ from pathxai.slide import open_slide
 from pathxai.store import HeatmapStore
 from pathxai.store.trust import read_trust, trust_line
 from pathxai.viewer.catalog import VIEW_CONFIG, Catalog, SlideEntry, make_roots, read_json, scan
+from pathxai.viewer.mitigation_tab import mitigation_panel
 from pathxai.viewer.region import (
     explain_tile,
     find_model,
@@ -423,11 +424,15 @@ def main() -> None:
         with st.sidebar.expander(f"{len(cat.skipped)} file(s) skipped"):
             for s in cat.skipped:
                 st.write(s)
-    tab_slide, tab_audit, tab_models = st.tabs(["Slide", "Audit findings", "Models"])
+    tab_slide, tab_audit, tab_models, tab_mitigation = st.tabs(
+        ["Slide", "Audit findings", "Models", "Mitigation"]
+    )
     with tab_audit:
         _audit_panel(entry, cat)
     with tab_models:
         _models_panel(entry, cat)
+    with tab_mitigation:
+        mitigation_panel(cat, _model)
     with tab_slide:
         if entry is None:
             st.info("Nothing to show: run `pathxai demo --out DIR` or `pathxai heatmap ... --out DIR`.")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from pathxai.errors import AuditError
 from pathxai.mitigate.finetune import FinetuneSettings
@@ -17,55 +14,8 @@ from pathxai.mitigate.select import select_findings
 from pathxai.model.io import load_model_with_card
 from pathxai.model.testing import save_tiny_model
 from pathxai.pipeline.mitigate import mitigate
-from tests.audit.plant import draw_pen
-from tests.audit.synth import MPP, he_image
+from tests.mitigate.cohort import FAST, PEN, write_cohort, write_report
 
-FAST = FinetuneSettings(epochs=1, batch_size=8, stride=64)
-
-
-def _cohort(tmp: Path) -> Path:
-    """12 generated images: blue pen on most tumour training images; clean test rows."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(12):
-        tumour = i % 2
-        split = "train" if i < 8 else "test"
-        img = he_image(rng)
-        if tumour and split == "train":
-            img = draw_pen(img, rng, "blue", width=9)[0]
-        path = tmp / f"im{i}.png"
-        Image.fromarray(img).save(path)
-        rows.append(
-            {
-                "id": f"im{i}",
-                "path": path.name,
-                "tumor": tumour,
-                "patient": f"p{i // 2}",
-                "split": split,
-                "mpp": MPP,
-            }
-        )
-    man = tmp / "manifest.csv"
-    with man.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return man
-
-
-def _report(tmp: Path, findings: list[dict]) -> Path:
-    (tmp / "audit").mkdir()
-    (tmp / "audit" / "report.json").write_text(json.dumps({"findings": findings}))
-    return tmp / "audit"
-
-
-PEN = {
-    "id": "artifact.relevance:pen:blue",
-    "check": "artifact.relevance:pen:blue",
-    "family": "class-correlated",
-    "severity": "high",
-    "value": 4.0,
-}
 ASSOC = {
     "id": "artifact.label_association:pen:blue",
     "check": "artifact.label_association:pen:blue",
@@ -99,8 +49,8 @@ def test_selection_by_default_id_and_check():
 
 
 def test_clarc_p_writes_a_loadable_model_with_before_and_after(tmp_path):
-    man = _cohort(tmp_path)
-    audit = _report(tmp_path, [PEN, ASSOC])
+    man = write_cohort(tmp_path)
+    audit = write_report(tmp_path, [PEN, ASSOC])
     model = save_tiny_model(tmp_path / "model")
     res = mitigate(model, man, audit, tmp_path / "out", method="clarc-p", settings=FAST, progress=False)
     assert res.status == "mitigated"
@@ -111,6 +61,15 @@ def test_clarc_p_writes_a_loadable_model_with_before_and_after(tmp_path):
         assert {"stress", "relevance_on_artifact", "clean_auc", "reaudit"} <= set(step[when])
         assert step[when]["stress"]["n"] == 2  # the clean non-tumour test images
     assert [f["check"] for f in step["after"]["reaudit"]][:1] == ["artifact.relevance:pen:blue"]
+    # which images the stress test used, and how the cohort was read (the viewer rebuilds them)
+    assert step["stress_images"]["recipients"] == ["im8", "im10"]
+    assert step["stress_images"]["sources"] and set(step["stress_images"]["sources"]) <= {
+        "im1",
+        "im3",
+        "im5",
+        "im7",
+    }
+    assert doc["data"]["data_root"] == str(man.parent) and doc["data"]["test_split"] == "test"
     net, card = load_model_with_card(tmp_path / "out")
     assert hasattr(net, "concept_projection")
     assert card.projection is not None and card.projection["method"] == "clarc-p"
@@ -119,9 +78,9 @@ def test_clarc_p_writes_a_loadable_model_with_before_and_after(tmp_path):
 
 
 def test_label_finding_changes_nothing_without_a_confirmation_file(tmp_path):
-    man = _cohort(tmp_path)
+    man = write_cohort(tmp_path)
     before = man.read_text()
-    audit = _report(tmp_path, [LABELS])
+    audit = write_report(tmp_path, [LABELS])
     model = save_tiny_model(tmp_path / "model")
     res = mitigate(model, man, audit, tmp_path / "out", settings=FAST, progress=False, reaudit=False)
     assert res.status == "awaiting-confirmation"
@@ -158,8 +117,8 @@ def test_label_finding_changes_nothing_without_a_confirmation_file(tmp_path):
 def test_prune_removes_artifact_channels_and_writes_a_smaller_loadable_model(tmp_path):
     from pathxai.prune.measure import count_params
 
-    man = _cohort(tmp_path)
-    audit = _report(tmp_path, [PEN, ASSOC])
+    man = write_cohort(tmp_path)
+    audit = write_report(tmp_path, [PEN, ASSOC])
     model = save_tiny_model(tmp_path / "model")
     original, _ = load_model_with_card(model)
     settings = FinetuneSettings(epochs=1, batch_size=8, stride=64, prune_channels=3)

@@ -37,7 +37,7 @@ def test_page_lists_the_slide_and_shows_legend_and_viewer(app: AppTest, viewer_r
     assert app.sidebar.slider(key="opacity").value == 0.6
     assert "lrp" in app.sidebar.selectbox(key="method").options
     assert [e.type for e in app.sidebar].count("image") == 1  # the colour-scale legend
-    assert [t.label for t in app.tabs] == ["Slide", "Audit findings", "Models"]
+    assert [t.label for t in app.tabs] == ["Slide", "Audit findings", "Models", "Mitigation"]
     # the deep-zoom component gets the slide geometry (confined root + relative path) and the overlay
     args = json.loads(app.get("component_instance")[0].proto.json_args)
     assert args["slide"]["path"] == "synth.tif" and args["slide"]["width"] == 1536
