@@ -134,7 +134,8 @@ class Comparison:
         Each model's relevance and tumour probabilities, one per example.
     recorded
         Per example: the stressed-image tumour probabilities of ``mitigation.json`` (before, after), to
-        check that the images shown are those the stress test measured (``None`` where not recorded).
+        check that the images shown are those the stress test measured (``None`` where not recorded, or
+        where a step of several measured an intermediate model).
     """
 
     examples: tuple[StressExample, ...]
@@ -153,8 +154,18 @@ class Comparison:
         return max(gaps, default=0.0)
 
 
-def _recorded(step: Mapping[str, Any], examples: Sequence[StressExample]) -> tuple[Any, ...]:
+def _recorded(
+    step: Mapping[str, Any], examples: Sequence[StressExample], first: bool, last: bool
+) -> tuple[Any, ...]:
+    """The step's recorded stressed probabilities, per example ``(before, after)``.
+
+    ``before`` is the original model's only for the first step and ``after`` the mitigated model's only
+    for the last (each step starts from the previous one's model).
+    """
+
     def at(when: str, i: int) -> float | None:
+        if not (first if when == "before" else last):
+            return None
         vals = ((step.get(when) or {}).get("stress") or {}).get("stressed") or []
         return float(vals[i]) if i < len(vals) and vals[i] is not None else None
 
@@ -206,5 +217,5 @@ def compare(
         tuple(examples),
         tuple(explain_examples(net_o, card_o, examples)),
         tuple(explain_examples(net_m, card_m, examples)),
-        _recorded(step, examples),
+        _recorded(step, examples, step_index == 0, step_index == len(doc["steps"]) - 1),
     )

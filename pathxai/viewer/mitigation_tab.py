@@ -98,9 +98,12 @@ def _examples(comp: Comparison, artifact: str) -> None:
         c0.image(e.clean, caption=f"{e.recipient}", width="stretch")
         c1.image(lined(e.stressed), caption=f"source {e.source}" if e.source else "stain", width="stretch")
         for col, heat, name in ((c2, o, "original"), (c3, m, "mitigated")):
-            ratio = (
-                "" if heat.artifact_ratio is None else f", relevance on artifact ×{heat.artifact_ratio:.2f}"
-            )
+            if not partial:
+                ratio = ""
+            elif heat.artifact_ratio is None:
+                ratio = ", no relevance for tumour"
+            else:
+                ratio = f", relevance on artifact ×{heat.artifact_ratio:.2f}"
             col.image(
                 lined(heatmap_rgb(heat.relevance, e.stressed)),
                 caption=f"{name}: p(tumour) {heat.p_clean:.3f} → {heat.p_stressed:.3f}{ratio}",
@@ -127,7 +130,12 @@ def mitigation_panel(cat: Catalog, load: ModelLoader) -> None:
             + (f" Model folders here without mitigation.json: {', '.join(others)}." if others else "")
         )
         return
-    rel = st.selectbox("Mitigated model", [m.rel for m in found], key="mitigated")
+    rel = st.selectbox(
+        "Mitigated model",
+        [m.rel for m in found],
+        format_func=lambda r: f"{cat.roots.out.name} (the viewer's folder)" if r == "." else r,
+        key="mitigated",
+    )
     model = next(m for m in found if m.rel == rel)
     try:
         doc = read_mitigation(cat, model)
@@ -173,8 +181,14 @@ def mitigation_panel(cat: Catalog, load: ModelLoader) -> None:
         return
     assert model.mitigation_rel is not None
     version = file_version(cat.roots.out_file(model.mitigation_rel))
+    slow = (
+        ""
+        if step.get("stress_images")
+        else " (this mitigation.json has no stress record: the evidence is rebuilt from every training "
+        "image of the marked class, which takes longer)"
+    )
     try:
-        with st.spinner(f"LRP of both models on {n} stress image(s)"):
+        with st.spinner(f"Rebuilding {n} stress image(s) and running LRP with both models{slow}"):
             comp = _comparison(str(cat.roots.out), rel, version, k, n, cat, model, load)
     except (PathXAIError, ValueError) as exc:
         st.error(str(exc))
