@@ -160,7 +160,8 @@ def mitigation_panel(cat: Catalog, load: ModelLoader) -> None:
     step = steps[k]
     verdict = {True: "passed", False: "FAILED", None: "no stress test"}[step.get("passed")]
     layer = f" in layer `{step['layer']}`" if step.get("layer") else ""
-    st.subheader(f"{step.get('finding')}: {step.get('method')}{layer} — stress test {verdict}")
+    # ids in backticks: Markdown would read ':pen:' in 'artifact.relevance:pen:blue' as an emoji code
+    st.subheader(f"`{step.get('finding')}`: {step.get('method')}{layer} — stress test {verdict}")
     if "before" not in step:
         st.info(str(step.get("note") or step.get("status") or "No measurement for this step."))
         return
